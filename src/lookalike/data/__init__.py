@@ -1,0 +1,74 @@
+"""Data: manifests, benchmark importers, validation, class-disjoint splits, the image Dataset,
+transform presets and the PK batch sampler."""
+
+from lookalike.data.dataset import ImageDecodeError, ManifestDataset, load_rgb
+from lookalike.data.importers import (
+    FORMATS,
+    detect_format,
+    import_manifest,
+    manifest_from_cub,
+    manifest_from_inshop,
+    manifest_from_sop,
+)
+from lookalike.data.manifest import (
+    IMAGE_EXTENSIONS,
+    ManifestError,
+    check_values,
+    file_sha256,
+    is_image_file,
+    manifest_from_folder,
+    read_manifest,
+    write_manifest,
+)
+from lookalike.data.roles import (
+    ROLE_GALLERY,
+    ROLE_QUERY,
+    ROLE_QUERY_GALLERY,
+    ROLE_TRAIN,
+    ROLES,
+    SPLITS,
+    is_gallery,
+    is_query,
+)
+from lookalike.data.sampler import PKSampler
+from lookalike.data.split import PROTOCOLS, SplitResult, split_manifest, split_summary
+from lookalike.data.transforms import TRANSFORM_PRESETS, build_transform
+from lookalike.data.verify import ManifestProblem, drop_problems, find_problems
+
+__all__ = [
+    "FORMATS",
+    "IMAGE_EXTENSIONS",
+    "PROTOCOLS",
+    "ROLES",
+    "ROLE_GALLERY",
+    "ROLE_QUERY",
+    "ROLE_QUERY_GALLERY",
+    "ROLE_TRAIN",
+    "SPLITS",
+    "TRANSFORM_PRESETS",
+    "ImageDecodeError",
+    "ManifestDataset",
+    "ManifestError",
+    "ManifestProblem",
+    "PKSampler",
+    "SplitResult",
+    "build_transform",
+    "check_values",
+    "detect_format",
+    "drop_problems",
+    "file_sha256",
+    "find_problems",
+    "import_manifest",
+    "is_gallery",
+    "is_image_file",
+    "is_query",
+    "load_rgb",
+    "manifest_from_cub",
+    "manifest_from_folder",
+    "manifest_from_inshop",
+    "manifest_from_sop",
+    "read_manifest",
+    "split_manifest",
+    "split_summary",
+    "write_manifest",
+]
