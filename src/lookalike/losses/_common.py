@@ -1,0 +1,58 @@
+"""Helpers shared by the losses: argument checks, reductions and the zero-with-gradient."""
+
+from __future__ import annotations
+
+import torch
+
+from lookalike.miners._common import check_distance
+from lookalike.miners.tuples import check_inputs
+
+__all__ = [
+    "check_distance",
+    "check_inputs",
+    "check_reduction",
+    "gather_pairs",
+    "pair_counts",
+    "reduce",
+    "zero_with_grad",
+]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; valid: {', '.join(REDUCTIONS)}")
+    return reduction
+
+
+def zero_with_grad(embeddings: torch.Tensor, reduction: str, *extra: torch.Tensor) -> torch.Tensor:
+    """A zero loss that is still connected to the graph (so ``.backward()`` works and gives zeros).
+
+    ``reduction="none"`` gives an empty (0,) tensor.
+    """
+    z = embeddings.sum() * 0
+    for t in extra:
+        if t is not None and t.requires_grad:
+            z = z + t.sum() * 0
+    return z.reshape(1)[:0] if reduction == "none" else z
+
+
+def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Reduce per-tuple ``values`` (T,) by "mean", "sum" or "none"."""
+    if reduction == "none":
+        return values
+    if reduction == "sum":
+        return values.sum()
+    return values.mean()
+
+
+def gather_pairs(mat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``mat[rows, cols]`` through a flat index (its backward is a cheap 1-D scatter-add)."""
+    return mat.reshape(-1)[rows * mat.shape[1] + cols]
+
+
+def pair_counts(mat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(N, M) counts of how many times each cell ``(rows[i], cols[i])`` is listed, in ``mat``'s dtype."""
+    n, m = mat.shape
+    return torch.bincount(rows * m + cols, minlength=n * m).reshape(n, m).to(mat.dtype)

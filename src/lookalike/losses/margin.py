@@ -1,0 +1,127 @@
+"""Margin loss with a learnable boundary beta (Wu, Manmatha, Smola and Krähenbühl, 2017)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lookalike.distances import BaseDistance
+from lookalike.losses._common import (
+    check_distance,
+    check_inputs,
+    check_reduction,
+    gather_pairs,
+    zero_with_grad,
+)
+from lookalike.miners.tuples import to_triplets
+
+__all__ = ["MarginLoss", "margin_pair_terms"]
+
+
+def margin_pair_terms(
+    ap: torch.Tensor,
+    an: torch.Tensor,
+    beta: torch.Tensor,
+    *,
+    margin: float,
+    distance: BaseDistance,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T,), (T,), beta (T,) or (1,) -> positive terms (T,), negative terms (T,).
+
+    Positive: ``max(d(a,p) - beta + margin, 0)``; negative: ``max(beta - d(a,n) + margin, 0)``.
+    """
+    pos = torch.relu(margin - distance.margin_gap(ap, beta))
+    neg = torch.relu(margin - distance.margin_gap(beta, an))
+    return pos, neg
+
+
+class MarginLoss(nn.Module):
+    """Margin loss: pairs are judged against a boundary ``beta`` with a margin on each side.
+
+    Args:
+        margin: the half-width of the band around beta.
+        beta: initial boundary.
+        learn_beta: make beta an ``nn.Parameter`` (add ``loss.parameters()`` to the optimizer);
+            otherwise it is a fixed buffer.
+        num_classes: one beta per class (labels must be in ``[0, num_classes)``); None: one global beta.
+        nu: weight of the ``nu * beta`` regulariser.
+        distance: default Euclidean on L2-normalised embeddings.
+        reduction: "mean" (default) = sum of the pair terms / number of non-zero pair terms (as the
+            paper and PML) + ``nu`` x mean beta over triplets; "sum" = sum of the pair terms +
+            ``nu`` x sum of beta over triplets; "none" = per triplet, positive term + negative term
+            + ``nu`` x its beta.
+
+    Note: PML's ``learn_beta`` defaults to False, ours to True; PML divides the per-class
+    regulariser by the number of non-zero pair terms too, we average it over triplets.
+    """
+
+    def __init__(
+        self,
+        *,
+        margin: float = 0.2,
+        beta: float = 1.2,
+        learn_beta: bool = True,
+        num_classes: int | None = None,
+        nu: float = 0.0,
+        distance: BaseDistance | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        if num_classes is not None and num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}")
+        self.margin = float(margin)
+        self.nu = float(nu)
+        self.num_classes = num_classes
+        self.learn_beta = bool(learn_beta)
+        self.distance = check_distance(distance)
+        self.reduction = check_reduction(reduction)
+        init = torch.full((num_classes or 1,), float(beta))
+        if self.learn_beta:
+            self.beta = nn.Parameter(init)
+        else:
+            self.register_buffer("beta", init)
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        indices_tuple: tuple[torch.Tensor, ...] | None = None,
+        ref_emb: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        check_inputs(embeddings, labels, ref_emb, ref_labels)
+        a, p, n = to_triplets(indices_tuple, labels, ref_labels)
+        if len(a) == 0:
+            return zero_with_grad(embeddings, self.reduction, ref_emb, self.beta)
+        beta = self.beta.to(embeddings.dtype)
+        if self.num_classes is None:
+            beta_t = beta.expand(len(a))
+        else:
+            anchor_labels = labels[a]
+            bad = (anchor_labels < 0) | (anchor_labels >= self.num_classes)
+            if bool(bad.any()):
+                raise ValueError(
+                    f"MarginLoss(num_classes={self.num_classes}) got label "
+                    f"{int(anchor_labels[bad][0])}; labels must be in [0, {self.num_classes})"
+                )
+            beta_t = beta[anchor_labels]
+        mat = self.distance(embeddings, ref_emb)
+        pos, neg = margin_pair_terms(
+            gather_pairs(mat, a, p),
+            gather_pairs(mat, a, n),
+            beta_t,
+            margin=self.margin,
+            distance=self.distance,
+        )
+        if self.reduction == "none":
+            return pos + neg + self.nu * beta_t
+        if self.reduction == "sum":
+            return (pos + neg).sum() + self.nu * beta_t.sum()
+        active = ((pos > 0).sum() + (neg > 0).sum()).clamp_min(1)
+        return (pos + neg).sum() / active + self.nu * beta_t.mean()
+
+    def extra_repr(self) -> str:
+        return (
+            f"margin={self.margin}, learn_beta={self.learn_beta}, num_classes={self.num_classes}, "
+            f"nu={self.nu}, distance={self.distance!r}"
+        )

@@ -1,0 +1,90 @@
+"""Triplet margin loss (Weinberger and Saul 2009; Schroff et al. 2015), with a soft-plus variant."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lookalike.distances import BaseDistance
+from lookalike.losses._common import (
+    check_distance,
+    check_inputs,
+    check_reduction,
+    gather_pairs,
+    reduce,
+    zero_with_grad,
+)
+from lookalike.miners.tuples import to_triplets
+
+__all__ = ["TripletLoss", "triplet_losses"]
+
+
+def triplet_losses(
+    ap: torch.Tensor,
+    an: torch.Tensor,
+    *,
+    margin: float,
+    smooth: bool,
+    distance: BaseDistance,
+) -> torch.Tensor:
+    """(T,), (T,) -> (T,): ``max(d(a,p) - d(a,n) + margin, 0)``, or its soft-plus when ``smooth``.
+
+    Written with ``distance.margin_gap`` so that it also holds for similarities.
+    """
+    violation = margin - distance.margin_gap(ap, an)
+    return F.softplus(violation) if smooth else torch.relu(violation)
+
+
+class TripletLoss(nn.Module):
+    """Triplet margin loss.
+
+    Args:
+        margin: how much closer the positive must be than the negative.
+        smooth: use ``softplus(d(a,p) - d(a,n) + margin)`` instead of the hinge.
+        distance: default Euclidean on L2-normalised embeddings.
+        reduction: "mean" over triplets (default), "sum" or "none" (one value per triplet).
+
+    Pair indices are joined into triplets (each positive pair with each negative pair of the same
+    anchor), as PML does. ``"mean"`` is the plain mean over all triplets; PML's default reducer
+    averages only the non-zero ones (``losses[losses > 0].mean()`` of ``reduction="none"``).
+    """
+
+    def __init__(
+        self,
+        *,
+        margin: float = 0.2,
+        smooth: bool = False,
+        distance: BaseDistance | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.margin = float(margin)
+        self.smooth = bool(smooth)
+        self.distance = check_distance(distance)
+        self.reduction = check_reduction(reduction)
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        indices_tuple: tuple[torch.Tensor, ...] | None = None,
+        ref_emb: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        check_inputs(embeddings, labels, ref_emb, ref_labels)
+        a, p, n = to_triplets(indices_tuple, labels, ref_labels)
+        if len(a) == 0:
+            return zero_with_grad(embeddings, self.reduction, ref_emb)
+        mat = self.distance(embeddings, ref_emb)
+        losses = triplet_losses(
+            gather_pairs(mat, a, p),
+            gather_pairs(mat, a, n),
+            margin=self.margin,
+            smooth=self.smooth,
+            distance=self.distance,
+        )
+        return reduce(losses, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, smooth={self.smooth}, distance={self.distance!r}"

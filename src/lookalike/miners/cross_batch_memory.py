@@ -1,0 +1,165 @@
+"""Cross-batch memory (Wang, Zhang, Huang and Scott, 2020): mine against past batches too."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from lookalike.miners.tuples import IndicesTuple, PairIndices, TripletIndices, all_pairs, as_indices_tuple
+
+__all__ = ["CrossBatchMemory"]
+
+
+def drop_self_comparisons(indices: IndicesTuple, slots: torch.Tensor) -> IndicesTuple:
+    """Remove the positive tuples that pair a query with its own copy in the memory.
+
+    ``slots`` (N,) is where each query was written; positives index the memory.
+    """
+    if isinstance(indices, TripletIndices):
+        keep = indices.positive != slots[indices.anchor]
+        return TripletIndices(*(t[keep] for t in indices))
+    keep = indices.p != slots[indices.a1]
+    return PairIndices(indices.a1[keep], indices.p[keep], indices.a2, indices.n)
+
+
+class CrossBatchMemory(nn.Module):
+    """Wraps a loss so that the batch is compared with a queue of past (detached) embeddings.
+
+    Called like a loss: ``memory(embeddings, labels)``. The batch is the query side; the reference
+    side is the memory as it is once the batch has been written into it (oldest entries
+    overwritten), which is what pytorch-metric-learning's ``CrossBatchMemory`` and the XBM
+    reference code use; a query is never paired with its own copy. Tuples come from ``miner``
+    (called as ``miner(embeddings, labels, memory_emb, memory_labels)``) or, without one, every
+    pair. The memory itself is updated only after the loss has been computed.
+
+    Args:
+        loss: any loss taking ``(embeddings, labels, indices_tuple, ref_emb, ref_labels)``.
+        embedding_size: D.
+        memory_size: how many past embeddings are kept (at least the batch size).
+        miner: optional miner; None means all pairs (as PML).
+        warmup_steps: the first ``warmup_steps`` calls compute the loss on the batch alone
+            (mined within the batch) and leave the memory empty, as XBM does while early
+            embeddings still drift fast.
+
+    The queue, its labels, the write position, whether it has wrapped and the step count are
+    buffers, so ``state_dict()`` / ``load_state_dict()`` resume exactly.
+    """
+
+    def __init__(
+        self,
+        loss: nn.Module,
+        embedding_size: int,
+        memory_size: int = 1024,
+        miner: Callable[..., tuple[torch.Tensor, ...]] | None = None,
+        *,
+        warmup_steps: int = 0,
+    ) -> None:
+        super().__init__()
+        if embedding_size < 1 or memory_size < 1:
+            raise ValueError(
+                f"embedding_size and memory_size must be positive, got {embedding_size!r} and {memory_size!r}"
+            )
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps!r}")
+        self.loss = loss
+        self.miner = miner
+        self.embedding_size = int(embedding_size)
+        self.memory_size = int(memory_size)
+        self.warmup_steps = int(warmup_steps)
+        self.register_buffer("embedding_memory", torch.zeros(self.memory_size, self.embedding_size))
+        self.register_buffer("label_memory", torch.zeros(self.memory_size, dtype=torch.long))
+        self.register_buffer("queue_idx", torch.zeros((), dtype=torch.long))
+        self.register_buffer("has_been_filled", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def reset_queue(self) -> None:
+        """Empty the memory (the step count is kept)."""
+        self.embedding_memory.zero_()
+        self.label_memory.zero_()
+        self.queue_idx.zero_()
+        self.has_been_filled.fill_(False)
+
+    def num_stored(self) -> int:
+        """How many embeddings the memory holds."""
+        return self.memory_size if bool(self.has_been_filled) else int(self.queue_idx)
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        indices_tuple: tuple[torch.Tensor, ...] | None = None,
+        enqueue_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """embeddings (N, D), labels (N,) -> the loss.
+
+        ``enqueue_mask`` (N,) bool (as PML): the rows where it is True are only written to the
+        memory, the others are only queries (e.g. two views: one queries, the other is stored).
+        """
+        if indices_tuple is not None:
+            raise ValueError(
+                "CrossBatchMemory mines against its memory itself: pass the miner as "
+                "CrossBatchMemory(..., miner=...) instead of an indices_tuple"
+            )
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.embedding_size:
+            raise ValueError(
+                f"embeddings must be (N, {self.embedding_size}), got shape {tuple(embeddings.shape)}"
+            )
+        if labels.shape != (embeddings.shape[0],):
+            raise ValueError(f"labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}")
+        if enqueue_mask is not None:
+            enqueue_mask = enqueue_mask.to(device=embeddings.device, dtype=torch.bool)
+            if enqueue_mask.shape != labels.shape:
+                raise ValueError(
+                    f"enqueue_mask must have shape {tuple(labels.shape)}, got {tuple(enqueue_mask.shape)}"
+                )
+            queries, query_labels = embeddings[~enqueue_mask], labels[~enqueue_mask]
+            to_store, store_labels = embeddings[enqueue_mask], labels[enqueue_mask]
+        else:
+            queries, query_labels, to_store, store_labels = embeddings, labels, embeddings, labels
+        if len(to_store) > self.memory_size:
+            raise ValueError(
+                f"cannot store {len(to_store)} embeddings in a memory of size {self.memory_size}; "
+                "memory_size must be at least the batch size"
+            )
+
+        if int(self.step) < self.warmup_steps:
+            indices = None if self.miner is None else self.miner(queries, query_labels)
+            loss = self.loss(queries, query_labels, indices)
+            self.step += 1
+            return loss
+
+        # The memory with this batch written in, without touching the buffers yet.
+        memory = self.embedding_memory.to(device=embeddings.device, dtype=embeddings.dtype)
+        memory_labels = self.label_memory.to(device=labels.device, dtype=labels.dtype)
+        start = int(self.queue_idx)
+        slots = (start + torch.arange(len(to_store), device=embeddings.device)) % self.memory_size
+        memory = memory.index_copy(0, slots, to_store.detach())
+        memory_labels = memory_labels.index_copy(0, slots, store_labels)
+        end = start + len(to_store)
+        filled = bool(self.has_been_filled) or end >= self.memory_size
+        stored = self.memory_size if filled else end
+        ref_emb, ref_labels = memory[:stored], memory_labels[:stored]
+
+        if self.miner is not None:
+            indices = as_indices_tuple(self.miner(queries, query_labels, ref_emb, ref_labels))
+        else:
+            indices = all_pairs(query_labels, ref_labels)
+        if enqueue_mask is None:
+            indices = drop_self_comparisons(indices, slots)
+        loss = self.loss(queries, query_labels, indices, ref_emb, ref_labels)
+
+        with torch.no_grad():
+            self.embedding_memory = memory.detach()
+            self.label_memory = memory_labels
+            self.queue_idx.fill_(end % self.memory_size)
+            self.has_been_filled.fill_(filled)
+            self.step += 1
+        return loss
+
+    def extra_repr(self) -> str:
+        return (
+            f"embedding_size={self.embedding_size}, memory_size={self.memory_size}, "
+            f"warmup_steps={self.warmup_steps}, miner={self.miner!r}"
+        )

@@ -1,0 +1,111 @@
+"""Distance-weighted sampling (Wu, Manmatha, Smola and Krähenbühl, 2017)."""
+
+from __future__ import annotations
+
+import torch
+
+from lookalike.distances import BaseDistance, EuclideanDistance
+from lookalike.miners._common import check_inputs
+from lookalike.miners.tuples import TripletIndices, label_masks
+
+__all__ = ["DistanceWeightedMiner", "inverse_density_log_weights"]
+
+
+def inverse_density_log_weights(mat: torch.Tensor, dim: int, *, cutoff: float) -> torch.Tensor:
+    """(N, M) Euclidean distances on the unit sphere in R^dim -> (N, M) log(1 / q(d)).
+
+    The density of the distance between two uniform points on the sphere is
+    ``q(d) ∝ d^(dim-2) (1 - d²/4)^((dim-3)/2)``; d is clipped below at ``cutoff`` (and just below 2).
+    """
+    d = mat.clamp(min=cutoff, max=2.0 - 1e-4)
+    return -((dim - 2.0) * torch.log(d) + ((dim - 3.0) / 2.0) * torch.log1p(-0.25 * d * d))
+
+
+class DistanceWeightedMiner:
+    """One negative per (anchor, positive) pair, drawn with probability ∝ 1 / q(d(a, n)).
+
+    Negatives at distance >= ``nonzero_loss_cutoff`` get weight zero (they would give no loss);
+    distances below ``cutoff`` are weighted as if at ``cutoff``. When an anchor has no negative
+    closer than ``nonzero_loss_cutoff``, its negatives are drawn uniformly (as the paper's code).
+    The result is that the sampled distances spread out over [cutoff, nonzero_loss_cutoff]
+    instead of piling up near sqrt(2).
+
+    Args:
+        cutoff, nonzero_loss_cutoff: see above.
+        seed: seeds this miner's own ``torch.Generator`` (reproducible draws); None uses torch's
+            global random state.
+        distance: must be ``EuclideanDistance()`` (unsquared, normalised), the model's assumption.
+
+    Returns :class:`TripletIndices`, the positive pairs in row-major order (PML samples positives
+    at random instead; here every positive pair is used once).
+    """
+
+    def __init__(
+        self,
+        *,
+        cutoff: float = 0.5,
+        nonzero_loss_cutoff: float = 1.4,
+        seed: int | None = None,
+        distance: BaseDistance | None = None,
+    ) -> None:
+        distance = EuclideanDistance() if distance is None else distance
+        if not (
+            isinstance(distance, EuclideanDistance) and not distance.squared and distance.normalize_embeddings
+        ):
+            raise ValueError(
+                "DistanceWeightedMiner needs EuclideanDistance(squared=False, normalize_embeddings=True), "
+                f"got {distance!r}"
+            )
+        if not 0 <= cutoff < nonzero_loss_cutoff:
+            raise ValueError(
+                f"need 0 <= cutoff < nonzero_loss_cutoff, got {cutoff!r} and {nonzero_loss_cutoff!r}"
+            )
+        self.cutoff = float(cutoff)
+        self.nonzero_loss_cutoff = float(nonzero_loss_cutoff)
+        self.seed = seed
+        self.distance = distance
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def _generator(self, device: torch.device) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[device]
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref_emb: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> TripletIndices:
+        check_inputs(embeddings, labels, ref_emb, ref_labels)
+        same, diff = label_masks(labels, ref_labels)
+        mat = self.distance(embeddings, ref_emb)
+        log_w = inverse_density_log_weights(mat, embeddings.shape[1], cutoff=self.cutoff)
+        allowed = diff & (mat < self.nonzero_loss_cutoff)
+        # Anchors with no negative in range fall back to all their negatives, uniformly.
+        fallback = ~allowed.any(dim=1, keepdim=True)
+        log_w = torch.where(fallback, torch.zeros_like(log_w), log_w)
+        allowed = torch.where(fallback, diff, allowed)
+        log_w = log_w.masked_fill(~allowed, float("-inf"))
+        weights = torch.exp(log_w - log_w.amax(dim=1, keepdim=True).clamp_min(-1e30))
+        weights = torch.nan_to_num(weights, nan=0.0)
+
+        a, p = torch.where(same)
+        rows = torch.where(diff[a].any(dim=1))[0]  # pairs whose anchor has a negative at all
+        a, p = a[rows], p[rows]
+        if len(a) == 0:
+            return TripletIndices(a, p, a.clone())
+        n = torch.multinomial(weights[a], 1, replacement=True, generator=self._generator(mat.device)).squeeze(
+            1
+        )
+        return TripletIndices(a, p, n)
+
+    def __repr__(self) -> str:
+        return (
+            f"DistanceWeightedMiner(cutoff={self.cutoff}, nonzero_loss_cutoff={self.nonzero_loss_cutoff}, "
+            f"seed={self.seed})"
+        )
