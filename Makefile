@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format bench clean
+.PHONY: install test lint format clean omniglot
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,6 @@ format: install
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache
+
+omniglot: install
+	$(VENV)/bin/lookalike train --config configs/omniglot_cnn.yaml --out runs/omniglot-$$(date +%Y%m%d-%H%M%S)

@@ -19,7 +19,9 @@ def _loop_matrix(x, y, fn):
 @pytest.fixture
 def xy():
     g = torch.Generator().manual_seed(0)
-    return torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randn(4, 5, generator=g, dtype=torch.float64)
+    return torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randn(
+        4, 5, generator=g, dtype=torch.float64
+    )
 
 
 def test_euclidean_matches_loop_on_normalised_vectors(xy):
@@ -66,5 +68,5 @@ def test_registry_and_errors():
         create_distance("manhattan")
     with pytest.raises(ValueError, match="2-D"):
         EuclideanDistance()(torch.zeros(3))
-    with pytest.raises(ValueError, match="D=3.*D=4"):
+    with pytest.raises(ValueError, match=r"D=3.*D=4"):
         EuclideanDistance()(torch.zeros(2, 3), torch.zeros(2, 4))

@@ -165,7 +165,8 @@ def list_distances() -> list[str]:
 
 
 def create_distance(name: str) -> BaseDistance:
-    """Build a distance by name: ``euclidean`` (default elsewhere), ``squared_euclidean``, ``cosine``, ``dot``."""
+    """Build a distance by name: ``euclidean`` (the default elsewhere), ``squared_euclidean``,
+    ``cosine``, ``dot``."""
     try:
         return _REGISTRY[name]()
     except KeyError:

@@ -1,0 +1,329 @@
+"""Typed, strict training configuration, loaded from YAML and saved into every run.
+
+One section per stage (``data``, ``model``, ``sampler``, ``miner``, ``loss``, ``memory``, ``optim``,
+``train``, ``eval``). Every key is typed and checked: an unknown key fails and lists the valid
+ones. ``--set section.key=value`` overrides any key (the value is parsed as YAML, so
+``--set optim.lr=1e-3`` and ``--set eval.ks=[1,5]`` work).
+
+The ``miner`` and ``loss`` sections take ``name`` plus that miner's or loss's own keyword
+arguments (``{name: triplet, margin: 0.2}``); those are checked against the chosen class's
+signature when the config is loaded.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lookalike.models import ModelConfig
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "LossConfig",
+    "MemoryConfig",
+    "MinerConfig",
+    "OptimConfig",
+    "SamplerConfig",
+    "TrainConfig",
+    "TrainingConfig",
+    "apply_overrides",
+    "load_config",
+    "save_config",
+]
+
+
+#: Losses computed on the whole batch (proxies, class centres): no miner, no cross-batch memory.
+BATCH_LOSSES = frozenset({"arcface", "range"})
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message says which key and what would be right."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    root: str = Field(
+        description="An image folder (a folder per class), a manifest (CSV/Parquet), or a split manifest. "
+        "Relative paths are relative to the directory the command runs in."
+    )
+    val: float = Field(0.1, ge=0.0, lt=1.0, description="Share of classes held out for validation.")
+    test: float = Field(0.2, ge=0.0, lt=1.0, description="Share of classes held out for testing.")
+    seed: int = Field(0, description="Seed of the class-disjoint split.")
+    queries_per_class: int = Field(1, ge=1, description="Query images per val/test class.")
+    protocol: Literal["query-gallery", "leave-one-out"] = "query-gallery"
+    class_order: Literal["random", "sorted"] = Field(
+        "random",
+        description="random: classes drawn to val/test by a seeded permutation (as `lookalike split`); "
+        "sorted: "
+        "the last `test` share of the classes by name are test and the `val` share before them val, the "
+        "papers' protocol for CUB/Cars (first half train, second half test).",
+    )
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    eval_batch_size: int = Field(
+        128, ge=1, description="Images per forward pass when embedding for evaluation."
+    )
+
+    @model_validator(mode="after")
+    def _fractions(self) -> DataConfig:
+        if self.val + self.test >= 1.0:
+            raise ValueError(
+                f"data.val + data.test must be < 1 (train needs classes), got {self.val} + {self.test}"
+            )
+        return self
+
+
+class SamplerConfig(_Strict):
+    p: int = Field(16, ge=2, description="Classes per batch.")
+    k: int = Field(4, ge=2, description="Images per class in a batch.")
+
+
+class _NamedWithKwargs(BaseModel):
+    """``name`` plus the chosen class's keyword arguments, checked against its signature."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    name: str | None
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def _check_name(section: str, name: str, registry: list[str]) -> None:
+    if name not in registry:
+        raise ValueError(f"{section}.name {name!r} is not known; valid names: {', '.join(registry)}")
+
+
+def _check_kwargs(section: str, name: str, factory: Any, kwargs: dict[str, Any]) -> None:
+    sig = inspect.signature(factory)
+    params = {
+        p.name
+        for p in sig.parameters.values()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in {"self", "distance"}
+    }
+    unknown = sorted(set(kwargs) - params)
+    if unknown:
+        raise ValueError(
+            f"{section} {name!r} has no option(s) {', '.join(unknown)}; valid options: "
+            f"{', '.join(sorted(params)) or '(none)'}"
+        )
+
+
+class MinerConfig(_NamedWithKwargs):
+    name: str | None = Field("semihard", description="A miner from lookalike.miners.list_miners(), or null.")
+
+    @model_validator(mode="after")
+    def _known(self) -> MinerConfig:
+        if self.name is not None:
+            from lookalike.miners import list_miners, miner_class
+
+            _check_name("miner", self.name, list_miners())
+            _check_kwargs("miner", self.name, miner_class(self.name), self.kwargs())
+        return self
+
+
+class LossConfig(_NamedWithKwargs):
+    name: str = Field("triplet", description="A loss from lookalike.losses.list_losses().")
+
+    @model_validator(mode="after")
+    def _known(self) -> LossConfig:
+        from lookalike.losses import list_losses, loss_class
+
+        _check_name("loss", self.name, list_losses())
+        _check_kwargs("loss", self.name, loss_class(self.name), self.kwargs())
+        return self
+
+
+class MemoryConfig(_Strict):
+    size: int = Field(0, ge=0, description="Cross-batch memory size in embeddings; 0 turns it off.")
+    warmup_steps: int = Field(
+        0, ge=0, description="Training batches (forward passes) before the memory is used."
+    )
+
+
+class OptimConfig(_Strict):
+    lr: float = Field(
+        3e-4, gt=0, description="AdamW learning rate of the head (and of the backbone unless backbone_lr)."
+    )
+    backbone_lr: float | None = Field(None, gt=0, description="Backbone learning rate; null = lr.")
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_epochs: float = Field(
+        1.0, ge=0, description="Linear warm-up, then cosine decay to min_lr_ratio * lr."
+    )
+    min_lr_ratio: float = Field(0.01, ge=0, le=1)
+    grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm; null turns clipping off.")
+    accumulate: int = Field(1, ge=1, description="Batches per optimizer step (gradient accumulation).")
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(10, ge=0)
+    device: str = Field("auto", description="auto (cuda if available), cpu, cuda, cuda:N.")
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field("auto", description="auto = bf16 on GPU, off on CPU.")
+    seed: int = Field(0, description="Seed of initialisation, sampling and augmentation.")
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="Cap on batches per epoch (null: a full PK epoch)."
+    )
+    cache_features: bool = Field(
+        True,
+        description="With model.freeze=frozen: compute backbone features once and train the head on them.",
+    )
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="Also save checkpoints/last.pt every N optimizer steps (mid-epoch resume)."
+    )
+    log_every: int = Field(10, ge=1, description="Progress-bar refresh in batches.")
+
+
+class EvalConfig(_Strict):
+    every: int = Field(1, ge=1, description="Evaluate on the val split every N epochs (and before training).")
+    ks: list[int] = Field(default_factory=lambda: [1, 10, 50, 1000])
+    metric: str = Field("hit_rate@1", description="Metric that picks checkpoints/best.pt (higher is better).")
+    distance: str = Field("euclidean", description="Distance used to rank the gallery.")
+    patience: int | None = Field(
+        None, ge=1, description="Stop after this many evaluations without improvement."
+    )
+
+    @field_validator("ks")
+    @classmethod
+    def _positive(cls, ks: list[int]) -> list[int]:
+        if not ks or any(k < 1 for k in ks):
+            raise ValueError(f"eval.ks must be a non-empty list of positive integers, got {ks}")
+        return sorted(set(ks))
+
+    @model_validator(mode="after")
+    def _metric_known(self) -> EvalConfig:
+        valid = [f"{m}@{k}" for m in ("hit_rate", "recall", "precision", "map") for k in self.ks]
+        valid += ["map@r", "r_precision"]
+        if self.metric not in valid:
+            raise ValueError(f"eval.metric {self.metric!r} is not computed; valid: {', '.join(valid)}")
+        return self
+
+
+class TrainingConfig(_Strict):
+    """The whole run: one section per stage."""
+
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    miner: MinerConfig = Field(default_factory=MinerConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _loss_takes_tuples(self) -> TrainingConfig:
+        if self.loss.name in BATCH_LOSSES and (self.miner.name is not None or self.memory.size > 0):
+            raise ValueError(
+                f"loss {self.loss.name!r} is computed on the whole batch and takes no mined tuples: set "
+                "miner.name: null and memory.size: 0"
+            )
+        return self
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to a raw config dict (a new dict is returned)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    sections = list(TrainingConfig.model_fields)
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"--set expects section.key=value (e.g. optim.lr=1e-3), got {item!r}")
+        dotted, value = item.split("=", 1)
+        section, key = dotted.split(".", 1)
+        if section not in sections:
+            raise ConfigError(
+                f"--set {item!r}: unknown section {section!r}; valid sections: {', '.join(sections)}"
+            )
+        current = out.get(section) or {}
+        if not isinstance(current, dict):
+            raise ConfigError(f"--set {item!r}: section {section!r} is not a mapping in the config file")
+        current = dict(current)
+        current[key] = _parse_value(value)
+        out[section] = current
+    return out
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            model: type[BaseModel] = TrainingConfig
+            for part in e["loc"][:-1]:
+                field = model.model_fields.get(str(part))
+                ann = field.annotation if field else None
+                if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+                    break
+                model = ann
+            valid = ", ".join(model.model_fields)
+            lines.append(f"  {loc}: unknown key; valid keys here: {valid}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"  {loc}: {msg} (got {e.get('input')!r})" if loc else f"  {msg}")
+    return "\n".join(lines)
+
+
+def validate_config(raw: dict[str, Any], *, source: str = "config") -> TrainingConfig:
+    """Build a :class:`TrainingConfig` from a plain dict, with readable errors."""
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source}: the config must be a YAML mapping of sections, got {type(raw).__name__}"
+        )
+    try:
+        return TrainingConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainingConfig:
+    """Read a YAML config, apply ``--set`` overrides, validate strictly."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    return validate_config(apply_overrides(raw, overrides or []), source=str(path))
+
+
+def config_to_dict(config: TrainingConfig) -> dict[str, Any]:
+    """The resolved config as plain data (miner/loss extra keys included)."""
+    return config.model_dump(mode="json")
+
+
+def save_config(config: TrainingConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML, atomically."""
+    path = Path(path)
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    atomic_write_text(path, text)
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

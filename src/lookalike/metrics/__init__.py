@@ -1,0 +1,32 @@
+"""Retrieval metrics at k and verification metrics (ROC AUC, EER, TAR@FAR, thresholds)."""
+
+from lookalike.metrics.retrieval import RetrievalReport, metric_names, rank_metrics, retrieval_metrics
+from lookalike.metrics.verification import (
+    OpenSetReport,
+    RocCurve,
+    Threshold,
+    calibrate_threshold,
+    eer,
+    nearest_neighbour_matches,
+    open_set_evaluation,
+    roc_auc,
+    roc_curve,
+    tar_at_far,
+)
+
+__all__ = [
+    "OpenSetReport",
+    "RetrievalReport",
+    "RocCurve",
+    "Threshold",
+    "calibrate_threshold",
+    "eer",
+    "metric_names",
+    "nearest_neighbour_matches",
+    "open_set_evaluation",
+    "rank_metrics",
+    "retrieval_metrics",
+    "roc_auc",
+    "roc_curve",
+    "tar_at_far",
+]

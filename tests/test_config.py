@@ -1,0 +1,84 @@
+import pytest
+import yaml
+
+from lookalike.config import ConfigError, load_config, save_config, validate_config
+
+BASE = {
+    "data": {"root": "images", "val": 0.1, "test": 0.2},
+    "model": {"backbone": "convnet4", "embed_dim": 32},
+    "miner": {"name": "semihard", "margin": 0.3},
+    "loss": {"name": "triplet", "margin": 0.3},
+    "train": {"epochs": 2},
+}
+
+
+def _write(tmp_path, raw):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_load_applies_overrides_and_keeps_miner_loss_options(tmp_path):
+    cfg = load_config(_write(tmp_path, BASE), ["optim.lr=1e-3", "eval.ks=[5,1]", "loss.margin=0.5"])
+    assert cfg.optim.lr == pytest.approx(1e-3)
+    assert cfg.eval.ks == [1, 5]
+    assert cfg.loss.kwargs() == {"margin": 0.5}
+    assert cfg.miner.kwargs() == {"margin": 0.3}
+    assert cfg.model.backbone == "convnet4" and cfg.model.embed_dim == 32
+
+
+def test_unknown_key_fails_and_lists_valid_ones(tmp_path):
+    raw = {**BASE, "optim": {"lr": 1e-3, "learning_rate": 2}}
+    with pytest.raises(
+        ConfigError, match=r"optim\.learning_rate: unknown key; valid keys here: lr, backbone_lr"
+    ):
+        load_config(_write(tmp_path, raw))
+    with pytest.raises(ConfigError, match=r"unknown section 'optimiser'"):
+        load_config(_write(tmp_path, BASE), ["optimiser.lr=1"])
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
+        load_config(_write(tmp_path, BASE), ["lr=1"])
+
+
+def test_loss_and_miner_options_are_checked_against_their_signature(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"loss 'triplet' has no option\(s\) margn; valid options: .*margin"
+    ):
+        load_config(_write(tmp_path, BASE), ["loss.margn=0.1"])
+    with pytest.raises(ConfigError, match=r"loss.name 'tripletz' is not known; valid names: .*triplet"):
+        load_config(_write(tmp_path, BASE), ["loss.name=tripletz"])
+    with pytest.raises(ConfigError, match=r"miner.name 'nope' is not known"):
+        load_config(_write(tmp_path, BASE), ["miner.name=nope"])
+    assert load_config(_write(tmp_path, BASE), ["miner.name=null"]).miner.name is None
+
+
+def test_value_errors_name_the_key_and_the_bad_value(tmp_path):
+    with pytest.raises(ConfigError, match=r"data: .*val \+ data.test must be < 1"):
+        load_config(_write(tmp_path, BASE), ["data.val=0.5", "data.test=0.6"])
+    with pytest.raises(ConfigError, match=r"eval: .*eval.metric 'hit_rate@5' is not computed"):
+        load_config(_write(tmp_path, BASE), ["eval.metric=hit_rate@5"])
+    with pytest.raises(ConfigError, match=r"train.epochs.*got -1"):
+        load_config(_write(tmp_path, BASE), ["train.epochs=-1"])
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config(_write(tmp_path, BASE), ["memory.size=64"])
+    path = save_config(cfg, tmp_path / "run" / "config.yaml")
+    again = validate_config(yaml.safe_load(path.read_text()))
+    assert again == cfg
+    assert not list((tmp_path / "run").glob(".*"))  # no temp file left behind
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_batch_losses_refuse_a_miner(tmp_path):
+    with pytest.raises(ConfigError, match=r"loss 'arcface' is computed on the whole batch.*miner.name: null"):
+        load_config(_write(tmp_path, BASE), ["loss.name=arcface"])
+    cfg = load_config(_write(tmp_path, BASE), ["loss.name=range", "miner.name=null"])
+    assert cfg.loss.name == "range"
