@@ -128,3 +128,23 @@ def test_frozen_backbone_with_cached_features_trains_only_the_head(image_folder,
 def test_missing_data_root_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"data.root .*does not exist"):
         fit(_config(tmp_path / "nowhere"), tmp_path / "run")
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement(image_folder, tmp_path):
+    # a vanishing learning rate cannot improve on the baseline: stop after `patience` evaluations
+    cfg = _config(image_folder, epochs=6)
+    raw = cfg.model_dump(mode="json")
+    cfg = validate_config({**raw, "optim": {"lr": 1e-12}, "eval": {"ks": [1], "patience": 2}})
+    result = fit(cfg, tmp_path / "run")
+    assert result.epochs_done == 2 and result.best_epoch == 0
+
+
+def test_gradient_accumulation_steps_the_optimizer_every_n_batches(image_folder, tmp_path):
+    one = fit(_config(image_folder, epochs=1), tmp_path / "one")
+    cfg = _config(image_folder, epochs=1)
+    cfg = validate_config({**cfg.model_dump(mode="json"), "optim": {"lr": 1e-2, "accumulate": 2}})
+    fit(cfg, tmp_path / "two")
+    steps_one = _steps_per_epoch(tmp_path / "one")
+    steps_two = _steps_per_epoch(tmp_path / "two")
+    assert steps_two == -(-steps_one // 2)  # ceil: the last, partial group still steps
+    assert one.epochs_done == 1

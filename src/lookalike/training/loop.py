@@ -354,6 +354,17 @@ def _fit(
         barrier(dist_info)
 
     # ---- the loop ----------------------------------------------------------------------------
+    # One loader for the whole run: workers persist across epochs; the batch sampler runs in this
+    # process, so set_epoch() below takes effect at every iter(loader).
+    loader = None
+    if not cache:
+        loader = DataLoader(
+            SeededItems(train_dataset),
+            batch_sampler=batches,
+            num_workers=config.data.num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=config.data.num_workers > 0,
+        )
     stopped_early = False
     with Progress(
         TextColumn("[bold]epoch {task.fields[epoch]}"),
@@ -378,17 +389,7 @@ def _fit(
             )
             batches.set_epoch(epoch, start_batch=next_batch)
             embedder.train()
-            if cache:
-                iterator = iter(batches)
-            else:
-                loader = DataLoader(
-                    SeededItems(train_dataset),
-                    batch_sampler=batches,
-                    num_workers=config.data.num_workers,
-                    pin_memory=device.type == "cuda",
-                    persistent_workers=False,
-                )
-                iterator = iter(loader)
+            iterator = iter(batches) if loader is None else iter(loader)
             t_epoch = t_last = time.perf_counter()
             images_epoch = 0
             while next_batch < batches_per_epoch:
