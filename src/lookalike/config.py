@@ -275,7 +275,9 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
             lines.append(f"  {loc}: unknown key; valid keys here: {valid}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"  {loc}: {msg} (got {e.get('input')!r})" if loc else f"  {msg}")
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  {loc}: {msg}{shown}" if loc else f"  {msg}")
     return "\n".join(lines)
 
 

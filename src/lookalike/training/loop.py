@@ -8,6 +8,7 @@ best/last checkpoints; early stopping; exact resume.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -196,18 +197,6 @@ def _fit(
 
     cache = config.model.freeze == "frozen" and config.train.cache_features
     cached_features: torch.Tensor | None = None
-    if cache:
-        console.print(
-            f"caching frozen backbone features of {len(train_frame)} training images (eval transform)"
-        )
-        cached_features = embed_frame(
-            embedder,
-            train_frame,
-            batch_size=config.data.eval_batch_size,
-            device=device,
-            features_only=True,
-            num_workers=config.data.num_workers,
-        )
     miner = create_miner(config.miner.name, **config.miner.kwargs()) if config.miner.name else None
     criterion = _build_criterion(config, embedder, num_classes).to(device)
     uses_memory = isinstance(criterion, CrossBatchMemory)
@@ -354,6 +343,18 @@ def _fit(
         barrier(dist_info)
 
     # ---- the loop ----------------------------------------------------------------------------
+    if cache and epoch < config.train.epochs:  # after any resume: features of the weights in use
+            console.print(
+                f"caching frozen backbone features of {len(train_frame)} training images (eval transform)"
+            )
+            cached_features = embed_frame(
+                embedder,
+                train_frame,
+                batch_size=config.data.eval_batch_size,
+                device=device,
+                features_only=True,
+                num_workers=config.data.num_workers,
+            )
     # One loader for the whole run: workers persist across epochs; the batch sampler runs in this
     # process, so set_epoch() below takes effect at every iter(loader).
     loader = None
@@ -364,6 +365,7 @@ def _fit(
             num_workers=config.data.num_workers,
             pin_memory=device.type == "cuda",
             persistent_workers=config.data.num_workers > 0,
+            worker_init_fn=_lower_priority,
         )
     stopped_early = False
     with Progress(
@@ -376,6 +378,7 @@ def _fit(
         TimeRemainingColumn(),
         console=console,
         disable=not is_main,
+        refresh_per_second=2,
         transient=False,
     ) as progress:
         while epoch < config.train.epochs and not stopped_early:
@@ -457,6 +460,8 @@ def _fit(
                         "lr": optimizer.param_groups[0]["lr"],
                         "step": global_step,
                         "images_per_second": train_images / max(train_seconds, 1e-9),
+                        "epoch_images": images_epoch,
+                        "epoch_seconds": time.perf_counter() - t_epoch,
                     }
                 )
             next_batch, epoch_loss_sum, epoch_loss_n = 0, 0.0, 0
@@ -468,11 +473,15 @@ def _fit(
             barrier(dist_info)
 
     # ---- final: test split with the best weights -----------------------------------------------
-    val_final = history.evals()[-1] if is_main and history.evals() else {}
+    val_records = [r for r in history.evals() if r["split"] == "val"] if is_main else []
+    val_final = val_records[-1] if val_records else {}
     test_metrics = None
     if is_main and len(test_q):
-        best = load_checkpoint(ckpt_dir / "best.pt", map_location="cpu").embedder.to(device)
-        test_metrics = evaluate("test", best)
+        if best_epoch == 0 and test_baseline is not None:
+            test_metrics = test_baseline  # the best weights are the initial ones, already evaluated
+        else:
+            best = load_checkpoint(ckpt_dir / "best.pt", map_location="cpu").embedder.to(device)
+            test_metrics = evaluate("test", best)
         history.log_eval(
             {"epoch": best_epoch, "split": "test", "step": global_step, "weights": "best", **test_metrics}
         )
@@ -491,6 +500,15 @@ def _fit(
     if is_main:
         _final_table(console, config, result)
     return result
+
+
+def _lower_priority(_worker_id: int) -> None:
+    """Loader workers yield the CPU to the training step: decoding fills the gaps, it does not
+    preempt the forward/backward (matters on machines with few cores)."""
+    import os
+
+    with contextlib.suppress(OSError):
+        os.nice(5)
 
 
 def _broadcast_flag(flag: bool, info: DistInfo) -> bool:
