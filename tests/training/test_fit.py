@@ -156,3 +156,14 @@ def test_zero_epochs_evaluates_the_untrained_model_once_per_split(image_folder, 
     assert [(r["epoch"], r["split"]) for r in records] == [(0, "val"), (0, "test"), (0, "test")]
     assert result.test == result.test_baseline and result.best_epoch == 0
     assert result.val["hit_rate@1"] == records[0]["hit_rate@1"]
+
+
+def test_nothing_to_train_is_a_clear_error_unless_only_evaluating(image_folder, tmp_path):
+    raw = _config(image_folder).model_dump(mode="json")
+    raw["model"] = {**raw["model"], "freeze": "frozen", "head": "identity", "embed_dim": None}
+    with pytest.raises(
+        ValueError, match=r"nothing to train: model.freeze='frozen' with model.head='identity'"
+    ):
+        fit(validate_config(raw), tmp_path / "a")
+    result = fit(validate_config({**raw, "train": {"epochs": 0}}), tmp_path / "b")
+    assert result.epochs_done == 0 and result.test is not None

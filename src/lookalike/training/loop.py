@@ -201,20 +201,30 @@ def _fit(
     criterion = _build_criterion(config, embedder, num_classes).to(device)
     uses_memory = isinstance(criterion, CrossBatchMemory)
 
-    train_module: torch.nn.Module = _HeadOnly(embedder) if cache else embedder
-    model = train_module
-    if dist_info.enabled:
-        model = torch.nn.parallel.DistributedDataParallel(
-            train_module, device_ids=[device.index] if device.type == "cuda" else None
-        )
-
     groups = embedder.param_groups(
         lr=config.optim.lr, backbone_lr=config.optim.backbone_lr, weight_decay=config.optim.weight_decay
     )
     loss_params = [p for p in criterion.parameters() if p.requires_grad]
     if loss_params:
         groups.append({"params": loss_params, "lr": config.optim.lr, "weight_decay": 0.0})
+    if not groups:
+        if config.train.epochs > 0:
+            raise ValueError(
+                f"nothing to train: model.freeze={config.model.freeze!r} with "
+                f"model.head={config.model.head!r} and loss {config.loss.name!r} leaves no trainable "
+                "parameter; use head: linear or mlp, "
+                "another freeze, or train.epochs: 0 to only evaluate"
+            )
+        # evaluation only: an optimizer over a placeholder keeps the code below uniform
+        groups = [{"params": [torch.nn.Parameter(torch.zeros(1))]}]
     optimizer = torch.optim.AdamW(groups, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+
+    train_module: torch.nn.Module = _HeadOnly(embedder) if cache else embedder
+    model = train_module
+    if dist_info.enabled and config.train.epochs > 0:
+        model = torch.nn.parallel.DistributedDataParallel(
+            train_module, device_ids=[device.index] if device.type == "cuda" else None
+        )
     total_steps = steps_per_epoch * config.train.epochs
     scheduler = warmup_cosine(
         optimizer,
@@ -344,17 +354,17 @@ def _fit(
 
     # ---- the loop ----------------------------------------------------------------------------
     if cache and epoch < config.train.epochs:  # after any resume: features of the weights in use
-            console.print(
-                f"caching frozen backbone features of {len(train_frame)} training images (eval transform)"
-            )
-            cached_features = embed_frame(
-                embedder,
-                train_frame,
-                batch_size=config.data.eval_batch_size,
-                device=device,
-                features_only=True,
-                num_workers=config.data.num_workers,
-            )
+        console.print(
+            f"caching frozen backbone features of {len(train_frame)} training images (eval transform)"
+        )
+        cached_features = embed_frame(
+            embedder,
+            train_frame,
+            batch_size=config.data.eval_batch_size,
+            device=device,
+            features_only=True,
+            num_workers=config.data.num_workers,
+        )
     # One loader for the whole run: workers persist across epochs; the batch sampler runs in this
     # process, so set_epoch() below takes effect at every iter(loader).
     loader = None
