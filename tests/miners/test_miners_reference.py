@@ -241,3 +241,21 @@ def test_miners_do_not_track_gradients():
     emb.requires_grad_(True)
     for m in (BatchAllMiner(margin=0.2), BatchHardMiner(), SemiHardMiner(), DistanceWeightedMiner(seed=0)):
         assert all(not t.requires_grad and t.dtype == torch.long for t in m(emb, labels))
+
+
+def test_distance_weighted_state_dict_resumes_the_draws_exactly():
+    from lookalike.miners import DistanceWeightedMiner
+
+    g = torch.Generator().manual_seed(5)
+    emb = torch.nn.functional.normalize(torch.randn(32, 8, generator=g), dim=1)
+    labels = torch.arange(8).repeat_interleave(4)
+    miner = DistanceWeightedMiner(seed=3)
+    miner(emb, labels)
+    state = {k: v.clone() for k, v in miner.state_dict().items()}
+    expected = miner(emb, labels)
+    resumed = DistanceWeightedMiner(seed=3)
+    resumed.load_state_dict(state)
+    got = resumed(emb, labels)
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+    fresh = DistanceWeightedMiner(seed=3)(emb, labels)
+    assert not all(torch.equal(a, b) for a, b in zip(expected, fresh, strict=True))

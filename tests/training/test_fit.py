@@ -91,18 +91,35 @@ def test_resume_after_an_epoch_matches_uninterrupted(image_folder, tmp_path):
     assert (part / "train_log.jsonl").read_text().count("\n") == 2
 
 
-def test_run_killed_mid_epoch_resumes_from_its_last_checkpoint(image_folder, tmp_path):
+_WITH_STATE = {  # a seeded miner, a learnable loss parameter and a cross-batch memory queue
+    "miner": {"name": "distance_weighted", "seed": 11},
+    "loss": {"name": "margin", "margin": 0.2},
+    "memory": {"size": 12},
+}
+
+
+@pytest.mark.parametrize("extra", [{}, _WITH_STATE], ids=["semihard-triplet", "dw-margin-memory"])
+def test_run_killed_mid_epoch_resumes_from_its_last_checkpoint(image_folder, tmp_path, extra):
+    def config():
+        raw = _config(image_folder, checkpoint_every=2).model_dump(mode="json")
+        return validate_config({**raw, **extra})
+
     full = tmp_path / "full"
-    fit(_config(image_folder, checkpoint_every=2), full)
+    fit(config(), full)
     steps_per_epoch = _steps_per_epoch(full)
     assert steps_per_epoch >= 3, "the test needs a checkpoint strictly inside an epoch"
     part = tmp_path / "part"
     with pytest.raises(_Killed):  # mid-way through epoch 2, one step after a checkpoint
-        fit(_config(image_folder, checkpoint_every=2), part, on_step=_kill_at(steps_per_epoch + 3))
+        fit(config(), part, on_step=_kill_at(steps_per_epoch + 3))
     ckpt = torch.load(part / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["extra"]["epoch"] == 1 and 0 < ckpt["extra"]["next_batch"] < steps_per_epoch
-    fit(_config(image_folder, checkpoint_every=2), part, resume=True)
+    fit(config(), part, resume=True)
     _assert_same_weights(full, part)
+    crit_full = torch.load(full / "checkpoints" / "last.pt", weights_only=True)["extra"]["criterion"]
+    crit_part = torch.load(part / "checkpoints" / "last.pt", weights_only=True)["extra"]["criterion"]
+    assert crit_full.keys() == crit_part.keys()
+    for key in crit_full:  # learnable beta, memory queue, labels, pointer
+        torch.testing.assert_close(crit_full[key], crit_part[key], rtol=0, atol=0, msg=key)
 
 
 def test_frozen_backbone_with_cached_features_trains_only_the_head(image_folder, tmp_path):

@@ -73,6 +73,16 @@ class DistanceWeightedMiner:
             self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
         return self._generators[device]
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The seeded generators' states, by device (for exact resume); empty when unseeded."""
+        return {str(device): gen.get_state() for device, gen in self._generators.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state and self.seed is None:
+            raise ValueError("this DistanceWeightedMiner has seed=None: it has no generator state to load")
+        for device, gen_state in state.items():
+            self._generator(torch.device(device)).set_state(gen_state)
+
     @torch.no_grad()
     def __call__(
         self,

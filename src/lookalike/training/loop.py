@@ -82,7 +82,9 @@ class _HeadOnly(torch.nn.Module):
         return self.embedder.embed_features(features)
 
 
-def _build_criterion(config: TrainingConfig, embedder: Embedder, num_classes: int) -> torch.nn.Module:
+def _build_criterion(
+    config: TrainingConfig, embedder: Embedder, num_classes: int, miner: Any | None
+) -> torch.nn.Module:
     loss_kwargs = config.loss.kwargs()
     if "num_classes" in _param_names(config.loss.name) and "num_classes" not in loss_kwargs:
         loss_kwargs["num_classes"] = num_classes
@@ -90,7 +92,6 @@ def _build_criterion(config: TrainingConfig, embedder: Embedder, num_classes: in
         loss_kwargs["embedding_size"] = embedder.embed_dim
     loss = create_loss(config.loss.name, **loss_kwargs)
     if config.memory.size > 0:
-        miner = create_miner(config.miner.name, **config.miner.kwargs()) if config.miner.name else None
         return CrossBatchMemory(
             loss,
             embedding_size=embedder.embed_dim,
@@ -198,7 +199,7 @@ def _fit(
     cache = config.model.freeze == "frozen" and config.train.cache_features
     cached_features: torch.Tensor | None = None
     miner = create_miner(config.miner.name, **config.miner.kwargs()) if config.miner.name else None
-    criterion = _build_criterion(config, embedder, num_classes).to(device)
+    criterion = _build_criterion(config, embedder, num_classes, miner).to(device)
     uses_memory = isinstance(criterion, CrossBatchMemory)
 
     groups = embedder.param_groups(
