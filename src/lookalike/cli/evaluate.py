@@ -231,7 +231,11 @@ def evaluate_embeddings_command(
     ),
     backend: str = typer.Option("torch", "--backend", help="Exact search backend: torch or faiss."),
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="Where to write the JSON (default: FILE with the suffix .metrics.json)."
+        None,
+        "--output",
+        "--out",
+        "-o",
+        help="Where to write the JSON (default: FILE with the suffix .metrics.json).",
     ),
     embedding_column: str = typer.Option("embedding", help="Embedding column (parquet/csv)."),
     label_column: str = typer.Option("label", help="Label column (parquet/csv)."),
@@ -240,7 +244,7 @@ def evaluate_embeddings_command(
 ) -> None:
     """Retrieval metrics (hit rate, recall, precision, MAP at k; MAP@R; R-precision) of saved embeddings."""
     try:
-        k_values = _parse_ks(ks)
+        k_values = parse_ks(ks)
         table = load_embeddings(
             file,
             labels=labels,
@@ -264,7 +268,7 @@ def evaluate_embeddings_command(
     )
 
 
-def _parse_ks(text: str) -> tuple[int, ...]:
+def parse_ks(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:

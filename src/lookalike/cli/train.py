@@ -55,7 +55,7 @@ def evaluate(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="A lookalike checkpoint (.pt)."),
     manifest: Path = typer.Option(..., "--manifest", help="A split manifest (from `lookalike split`)."),
     split: str = typer.Option("test", "--split", help="Which split's query/gallery rows to evaluate."),
-    ks: list[int] = typer.Option([1, 10, 50, 1000], "--k", help="Cut-offs k (repeatable)."),
+    ks: str = typer.Option("1,10,50,1000", "--ks", help="Comma-separated cut-offs k."),
     distance: str = typer.Option(
         "euclidean", "--distance", help="euclidean, squared_euclidean, cosine or dot."
     ),
@@ -64,7 +64,7 @@ def evaluate(
     out: Path | None = typer.Option(None, "--out", help="Write the metrics as JSON here."),
 ) -> None:
     """Embed a split's queries and gallery with a checkpoint and print the retrieval metrics."""
-    from lookalike.cli.evaluate import show_and_save_report
+    from lookalike.cli.evaluate import parse_ks, show_and_save_report
     from lookalike.data import read_manifest
     from lookalike.distances import create_distance
     from lookalike.models import load_checkpoint
@@ -72,6 +72,7 @@ def evaluate(
 
     try:
         dev = resolve_device(device)
+        cutoffs = parse_ks(ks)
         ckpt = load_checkpoint(checkpoint, map_location="cpu")
         frame = read_manifest(manifest)
         queries, gallery = split_frames(frame, split)
@@ -82,7 +83,7 @@ def evaluate(
             ckpt.embedder.to(dev),
             queries,
             gallery,
-            ks=ks,
+            ks=cutoffs,
             distance=create_distance(distance),
             device=dev,
             batch_size=batch_size,
