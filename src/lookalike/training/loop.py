@@ -172,7 +172,8 @@ def _fit(
         frame = resolve_split(config.data, run_dir, write=False)
 
     # ---- model, data, sampling, loss ---------------------------------------------------------
-    embedder = create_embedder(config.model).to(device)
+    # a resumed run rebuilds the model from its checkpoint: no download, no weights file needed
+    embedder = (checkpoint.embedder if state is not None else create_embedder(config.model)).to(device)
     prep = embedder.preprocessing
     train_frame = frame[frame["split"] == "train"].reset_index(drop=True)
     train_dataset = ManifestDataset(
@@ -264,7 +265,6 @@ def _fit(
     test_baseline: dict[str, float] | None = None
     train_images, train_seconds = 0, 0.0
     if state is not None:
-        embedder.load_state_dict(checkpoint.embedder.state_dict())
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
