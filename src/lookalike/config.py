@@ -13,14 +13,13 @@ signature when the config is loaded.
 from __future__ import annotations
 
 import inspect
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lookalike._io import atomic_write_text
 from lookalike.models import ModelConfig
 
 __all__ = [
@@ -316,16 +315,3 @@ def save_config(config: TrainingConfig, path: str | Path) -> Path:
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
     atomic_write_text(path, text)
     return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lookalike._io import atomic_write_text
 from lookalike.cli.app import app
 from lookalike.metrics.retrieval import RetrievalReport, retrieval_metrics
 
@@ -101,18 +101,7 @@ def report_payload(report: RetrievalReport, *, extra: Mapping[str, Any] | None =
 def write_json_atomic(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` as JSON to ``path`` atomically (a temporary file in the same folder,
     then a rename), so a reader never sees half a file. Returns the path."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 
 def show_and_save_report(

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+
+from lookalike._io import atomic_path
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -205,17 +206,11 @@ def write_manifest(frame: pd.DataFrame, path: str | Path, *, relative_to: str | 
     out["label"] = out["label"].astype(str)
     ordered = list(REQUIRED_COLUMNS) + [c for c in out.columns if c not in REQUIRED_COLUMNS]
     out = out[ordered].reset_index(drop=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".csv":
-            out.to_csv(tmp_name, index=False)
+            out.to_csv(tmp, index=False)
         else:
-            out.to_parquet(tmp_name, index=False)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+            out.to_parquet(tmp, index=False)
     return path
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import torch
 
 import lookalike
+from lookalike._io import atomic_path
 from lookalike.models.backbones import Preprocessing
 from lookalike.models.config import ModelConfig
 from lookalike.models.embedder import Embedder, create_embedder
@@ -92,14 +91,8 @@ def save_checkpoint(
         "config": config,
         "extra": extra,
     }
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from lookalike._io import atomic_path, atomic_write_text
 
 __all__ = ["RunHistory"]
 
@@ -93,14 +94,8 @@ class RunHistory:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -129,7 +124,4 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     if not path.exists() and not rows:
         return
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.writelines(json.dumps(r) + "\n" for r in rows)
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
