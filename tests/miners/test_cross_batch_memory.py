@@ -173,3 +173,29 @@ def test_errors_name_the_problem():
         mem(torch.randn(3, 5), labels[:3])
     with pytest.raises(ValueError, match="miner="):
         mem(emb[:2], labels[:2], (labels[:1], labels[:1], labels[:1]))
+
+
+def test_all_pairs_mask_path_equals_the_index_path_for_every_reduction():
+    """The memory hands ContrastiveLoss masks; a loss without that fast path gets index tuples."""
+
+    class IndexOnly(torch.nn.Module):  # same maths, no loss_from_pair_masks
+        def __init__(self, reduction):
+            super().__init__()
+            self.inner = ContrastiveLoss(pos_margin=0.1, neg_margin=0.9, reduction=reduction)
+
+        def forward(self, *args):
+            return self.inner(*args)
+
+    g = torch.Generator().manual_seed(3)
+    for reduction in ("mean", "sum", "none"):
+        fast = CrossBatchMemory(ContrastiveLoss(pos_margin=0.1, neg_margin=0.9, reduction=reduction), 5, 20)
+        slow = CrossBatchMemory(IndexOnly(reduction), 5, 20)
+        for _ in range(4):  # wraps around the memory
+            emb = torch.randn(8, 5, generator=g, dtype=torch.float64)
+            labels = torch.randint(0, 3, (8,), generator=g)
+            a, b = emb.clone().requires_grad_(True), emb.clone().requires_grad_(True)
+            out_fast, out_slow = fast(a, labels), slow(b, labels)
+            torch.testing.assert_close(out_fast, out_slow)
+            out_fast.sum().backward()
+            out_slow.sum().backward()
+            torch.testing.assert_close(a.grad, b.grad)

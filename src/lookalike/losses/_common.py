@@ -14,6 +14,7 @@ __all__ = [
     "gather_pairs",
     "pair_counts",
     "reduce",
+    "sum_over_pairs",
     "zero_with_grad",
 ]
 
@@ -50,6 +51,18 @@ def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
 def gather_pairs(mat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """``mat[rows, cols]`` through a flat index (its backward is a cheap 1-D scatter-add)."""
     return mat.reshape(-1)[rows * mat.shape[1] + cols]
+
+
+def sum_over_pairs(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``values[rows, cols].sum()`` for (N, M) ``values``, the cheapest way for the pair count.
+
+    Few pairs: a gather (its backward scatters only those cells). Many pairs (all negatives of a
+    batch, say): multiply by per-cell counts, elementwise both ways, instead of gathering and
+    scatter-adding hundreds of thousands of entries.
+    """
+    if len(rows) * 8 < values.numel():
+        return values[rows, cols].sum()
+    return (values * pair_counts(values, rows, cols)).sum()
 
 
 def pair_counts(mat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from lookalike.losses._common import (
     check_inputs,
     check_reduction,
     gather_pairs,
-    pair_counts,
+    sum_over_pairs,
     zero_with_grad,
 )
 from lookalike.miners.tuples import label_masks, to_pairs
@@ -73,27 +73,44 @@ class ContrastiveLoss(nn.Module):
         check_inputs(embeddings, labels, ref_emb, ref_labels)
         if indices_tuple is None:  # every pair: masks instead of index tensors
             same, diff = label_masks(labels, ref_labels)
-            count = int(same.sum()) + int(diff.sum())
-        else:
-            a1, p, a2, n = to_pairs(indices_tuple, labels, ref_labels)
-            count = len(a1) + len(a2)
+            return self.loss_from_pair_masks(embeddings, ref_emb, same, diff)
+        a1, p, a2, n = to_pairs(indices_tuple, labels, ref_labels)
+        if len(a1) + len(a2) == 0:
+            return zero_with_grad(embeddings, self.reduction, ref_emb)
+        pos, neg = self._terms(embeddings, ref_emb)
+        if self.reduction == "none":
+            return torch.cat([gather_pairs(pos, a1, p), gather_pairs(neg, a2, n)])
+        total = sum_over_pairs(pos, a1, p) + sum_over_pairs(neg, a2, n)
+        return total if self.reduction == "sum" else total / (len(a1) + len(a2))
+
+    def loss_from_pair_masks(
+        self,
+        embeddings: torch.Tensor,
+        ref_emb: torch.Tensor | None,
+        positive: torch.Tensor,
+        negative: torch.Tensor,
+    ) -> torch.Tensor:
+        """The loss over the pairs given as (N, M) boolean masks (M = len(ref_emb), or N): what
+        ``forward`` computes for the same pairs as index tuples, in the same order for
+        ``reduction="none"`` (row-major, like ``torch.where``), without building the indices.
+        The cross-batch memory uses it for "all pairs but each query with its own copy"."""
+        count = int(positive.sum()) + int(negative.sum())
         if count == 0:
             return zero_with_grad(embeddings, self.reduction, ref_emb)
+        pos, neg = self._terms(embeddings, ref_emb)
+        if self.reduction == "none":
+            return torch.cat([pos[positive], neg[negative]])
+        # elementwise maths with an elementwise backward instead of a gather and a scatter-add
+        total = torch.where(positive, pos, 0.0).sum() + torch.where(negative, neg, 0.0).sum()
+        return total if self.reduction == "sum" else total / count
+
+    def _terms(
+        self, embeddings: torch.Tensor, ref_emb: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mat = self.distance(embeddings, ref_emb)
-        pos, neg = contrastive_terms(
+        return contrastive_terms(
             mat, pos_margin=self.pos_margin, neg_margin=self.neg_margin, distance=self.distance
         )
-        if self.reduction == "none":  # boolean selection is row-major, like torch.where
-            if indices_tuple is None:
-                return torch.cat([pos[same], neg[diff]])
-            return torch.cat([gather_pairs(pos, a1, p), gather_pairs(neg, a2, n)])
-        # A sum over pairs is a sum over matrix cells weighted by how often each cell is used:
-        # elementwise maths with an elementwise backward instead of a gather and a scatter-add.
-        if indices_tuple is None:
-            total = torch.where(same, pos, 0.0).sum() + torch.where(diff, neg, 0.0).sum()
-        else:
-            total = (pos * pair_counts(mat, a1, p)).sum() + (neg * pair_counts(mat, a2, n)).sum()
-        return total if self.reduction == "sum" else total / count
 
     def extra_repr(self) -> str:
         return f"pos_margin={self.pos_margin}, neg_margin={self.neg_margin}, distance={self.distance!r}"

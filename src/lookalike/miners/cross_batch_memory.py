@@ -7,7 +7,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from lookalike.miners.tuples import IndicesTuple, PairIndices, TripletIndices, all_pairs, as_indices_tuple
+from lookalike.miners.tuples import (
+    IndicesTuple,
+    PairIndices,
+    TripletIndices,
+    all_pairs,
+    as_indices_tuple,
+    label_masks,
+)
 
 __all__ = ["CrossBatchMemory"]
 
@@ -142,13 +149,20 @@ class CrossBatchMemory(nn.Module):
         stored = self.memory_size if filled else end
         ref_emb, ref_labels = memory[:stored], memory_labels[:stored]
 
-        if self.miner is not None:
-            indices = as_indices_tuple(self.miner(queries, query_labels, ref_emb, ref_labels))
+        if self.miner is None and hasattr(self.loss, "loss_from_pair_masks"):
+            # all pairs as masks: no index tensors (half a million of them at B = 512)
+            same, diff = label_masks(query_labels, ref_labels)
+            if enqueue_mask is None:
+                same[torch.arange(len(slots), device=same.device), slots] = False
+            loss = self.loss.loss_from_pair_masks(queries, ref_emb, same, diff)
         else:
-            indices = all_pairs(query_labels, ref_labels)
-        if enqueue_mask is None:
-            indices = drop_self_comparisons(indices, slots)
-        loss = self.loss(queries, query_labels, indices, ref_emb, ref_labels)
+            if self.miner is not None:
+                indices = as_indices_tuple(self.miner(queries, query_labels, ref_emb, ref_labels))
+            else:
+                indices = all_pairs(query_labels, ref_labels)
+            if enqueue_mask is None:
+                indices = drop_self_comparisons(indices, slots)
+            loss = self.loss(queries, query_labels, indices, ref_emb, ref_labels)
 
         with torch.no_grad():
             self.embedding_memory = memory.detach()
