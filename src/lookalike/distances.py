@@ -70,10 +70,6 @@ class BaseDistance:
         """
         return closer - farther if self.higher_is_closer else farther - closer
 
-    def worst_value(self) -> float:
-        """The value that is farther than any real one (for masking)."""
-        return float("-inf") if self.higher_is_closer else float("inf")
-
     def _matrix(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 

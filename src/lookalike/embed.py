@@ -15,23 +15,7 @@ if TYPE_CHECKING:
 
     from lookalike.models import Embedder
 
-__all__ = ["embed_frame", "embed_images"]
-
-
-@torch.no_grad()
-def embed_images(
-    embedder: Embedder, images: torch.Tensor, *, device: torch.device | str = "cpu", amp: bool = False
-) -> torch.Tensor:
-    """(N, 3, H, W) preprocessed images -> (N, embed_dim) float32 embeddings on the CPU."""
-    device = torch.device(device)
-    was_training = embedder.training
-    embedder.eval()
-    try:
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            out = embedder(images.to(device, non_blocking=True))
-        return out.float().cpu()
-    finally:
-        embedder.train(was_training)
+__all__ = ["embed_frame"]
 
 
 @torch.no_grad()

@@ -109,16 +109,16 @@ class SeededBatches:
         self.first_batch = 0
 
     def set_epoch(self, epoch: int, *, start_batch: int = 0) -> None:
+        """Next iteration: batches ``start_batch``.. of ``epoch`` (the sampler skips the others)."""
         self.epoch = epoch
         self.first_batch = start_batch
         self.sampler.set_epoch(epoch)
+        self.sampler.start_batch(start_batch)
 
     def __len__(self) -> int:
         return len(self.sampler) - self.first_batch
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for b, batch in enumerate(self.sampler):
-            if b < self.first_batch:
-                continue
+        for b, batch in enumerate(self.sampler, start=self.first_batch):
             base = ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + b) * 4096
             yield [(int(i), (base + j) % 2**63) for j, i in enumerate(batch)]

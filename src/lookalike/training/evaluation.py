@@ -30,13 +30,6 @@ def split_frames(frame: pd.DataFrame, split: str) -> tuple[pd.DataFrame, pd.Data
     return rows[is_query(rows)], rows[is_gallery(rows)]
 
 
-def _label_codes(q: pd.DataFrame, g: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    classes = {label: i for i, label in enumerate(sorted(set(q["label"]) | set(g["label"])))}
-    return q["label"].map(classes).to_numpy(np.int64, copy=True), g["label"].map(classes).to_numpy(
-        np.int64, copy=True
-    )
-
-
 def evaluate_split(
     embedder: Embedder,
     queries: pd.DataFrame,
@@ -65,12 +58,11 @@ def evaluate_split(
     position = {row: i for i, row in enumerate(union.index)}
     q_emb = emb[[position[r] for r in queries.index]]
     g_emb = emb[[position[r] for r in gallery.index]]
-    q_labels, g_labels = _label_codes(queries, gallery)
     return retrieval_metrics(
         q_emb,
-        torch.from_numpy(q_labels),
+        queries["label"].astype(str).to_numpy(),  # the engine encodes string labels itself
         g_emb,
-        torch.from_numpy(g_labels),
+        gallery["label"].astype(str).to_numpy(),
         ks=tuple(ks),
         distance=distance,
         query_ids=torch.as_tensor(queries.index.to_numpy(np.int64, copy=True)),

@@ -9,6 +9,7 @@ best/last checkpoints; early stopping; exact resume.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from lookalike.config import TrainingConfig, config_to_dict, save_config, valida
 from lookalike.data import ManifestDataset, PKSampler, build_transform
 from lookalike.distances import create_distance
 from lookalike.embed import embed_frame
-from lookalike.losses import create_loss
+from lookalike.losses import create_loss, loss_class
 from lookalike.miners import CrossBatchMemory, create_miner
 from lookalike.models import Embedder, create_embedder, load_checkpoint, save_checkpoint
 from lookalike.training.data import SeededBatches, SeededItems, resolve_split
@@ -85,11 +86,10 @@ class _HeadOnly(torch.nn.Module):
 def _build_criterion(
     config: TrainingConfig, embedder: Embedder, num_classes: int, miner: Any | None
 ) -> torch.nn.Module:
-    loss_kwargs = config.loss.kwargs()
-    if "num_classes" in _param_names(config.loss.name) and "num_classes" not in loss_kwargs:
-        loss_kwargs["num_classes"] = num_classes
-    if "embedding_size" in _param_names(config.loss.name) and "embedding_size" not in loss_kwargs:
-        loss_kwargs["embedding_size"] = embedder.embed_dim
+    # proxy losses need the data's class count and the embedding size: filled in unless given
+    inferred = {"num_classes": num_classes, "embedding_size": embedder.embed_dim}
+    params = inspect.signature(loss_class(config.loss.name)).parameters
+    loss_kwargs = {k: v for k, v in inferred.items() if k in params} | config.loss.kwargs()
     loss = create_loss(config.loss.name, **loss_kwargs)
     if config.memory.size > 0:
         return CrossBatchMemory(
@@ -100,14 +100,6 @@ def _build_criterion(
             warmup_steps=config.memory.warmup_steps,
         )
     return loss
-
-
-def _param_names(loss_name: str) -> set[str]:
-    import inspect
-
-    from lookalike.losses import loss_class
-
-    return set(inspect.signature(loss_class(loss_name)).parameters)
 
 
 def fit(
@@ -301,17 +293,18 @@ def _fit(
             "test_baseline": test_baseline,
             "train_images": train_images,
             "train_seconds": train_seconds,
-            "sampler": {"seed": config.train.seed, "epoch": epoch, "next_batch": next_batch},
         }
 
     def save_last() -> None:
         if is_main:
             save_checkpoint(last_path, embedder, config=config_to_dict(config), extra=checkpoint_state())
 
-    def record_eval(at_epoch: int) -> bool:
-        """Evaluate val, log, keep best; returns True when early stopping says stop."""
+    def record_eval(at_epoch: int) -> tuple[dict[str, float], bool]:
+        """Evaluate val, log, keep best. Returns the metrics (empty off rank 0) and whether early
+        stopping says stop (agreed by every rank)."""
         nonlocal best_value, best_epoch, stale_evals
         stop = False
+        metrics: dict[str, float] = {}
         if is_main:
             metrics = evaluate("val")
             history.log_eval({"epoch": at_epoch, "split": "val", "step": global_step, **metrics})
@@ -327,30 +320,21 @@ def _fit(
             else:
                 stale_evals += 1
             history.plot()
-            console.print(
-                f"epoch {at_epoch}: val {config.eval.metric} = {value:.4f} "
-                f"(best {best_value:.4f} at epoch {best_epoch})"
-            )
+            if at_epoch == 0:
+                console.print(f"baseline (before training): val {config.eval.metric} = {value:.4f}")
+            else:
+                console.print(
+                    f"epoch {at_epoch}: val {config.eval.metric} = {value:.4f} "
+                    f"(best {best_value:.4f} at epoch {best_epoch})"
+                )
             stop = config.eval.patience is not None and stale_evals >= config.eval.patience
-        return _broadcast_flag(stop, dist_info)
+        return metrics, _broadcast_flag(stop, dist_info)
 
     if state is None:
-        if is_main:
-            baseline = evaluate("val")
-            history.log_eval({"epoch": 0, "split": "val", "step": 0, **baseline})
-            value = baseline[config.eval.metric]
-            best_value, best_epoch = value, 0
-            save_checkpoint(
-                ckpt_dir / "best.pt",
-                embedder,
-                config=config_to_dict(config),
-                extra={"epoch": 0, "metric": config.eval.metric, "value": value},
-            )
-            console.print(f"baseline (before training): val {config.eval.metric} = {value:.4f}")
-            if len(test_q):
-                test_baseline = evaluate("test")
-                history.log_eval({"epoch": 0, "split": "test", "step": 0, **test_baseline})
-            history.plot()
+        baseline, _ = record_eval(0)
+        if is_main and len(test_q):
+            test_baseline = evaluate("test")
+            history.log_eval({"epoch": 0, "split": "test", "step": 0, **test_baseline})
         barrier(dist_info)
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -477,7 +461,7 @@ def _fit(
                 )
             next_batch, epoch_loss_sum, epoch_loss_n = 0, 0.0, 0
             if epoch % config.eval.every == 0 or epoch == config.train.epochs:
-                stopped_early = record_eval(epoch)
+                _, stopped_early = record_eval(epoch)
                 if stopped_early:
                     console.print(f"early stopping: no improvement in {config.eval.patience} evaluations")
             save_last()
