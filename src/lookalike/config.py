@@ -69,6 +69,12 @@ class DataConfig(_Strict):
         "papers' protocol for CUB/Cars (first half train, second half test).",
     )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    cache_images: bool = Field(
+        True,
+        description="Decode the training images once and keep them in memory when they fit in "
+        "cache_images_mb (else read from disk every epoch, with the reason logged).",
+    )
+    cache_images_mb: int = Field(1024, ge=1, description="Memory budget of cache_images, in MB.")
     eval_batch_size: int = Field(
         128, ge=1, description="Images per forward pass when embedding for evaluation."
     )

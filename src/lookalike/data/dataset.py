@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -12,6 +14,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 __all__ = ["ImageDecodeError", "ManifestDataset", "load_rgb"]
+
+_log = logging.getLogger(__name__)
 
 _TO_TENSOR = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
 
@@ -53,6 +57,12 @@ class ManifestDataset(Dataset):
     :attr:`classes` is the sorted unique labels of the frame, or the ``classes`` given (to share
     one label mapping between datasets; every label must be among them). :attr:`labels` is an
     int64 tensor (N,) of label indices, for :class:`~lookalike.data.PKSampler`.
+
+    ``cache_bytes > 0``: decode every image once, now, and keep the decoded RGB pixels in memory
+    when they fit in that many bytes (sizes read from the file headers first), so that decoding
+    is not paid again every epoch; when they do not fit, or a file cannot be read, the images are
+    read from disk as usual and the reason is logged. :attr:`cached` says which happened. The
+    pixels are numpy arrays made before any DataLoader worker starts, so forked workers share them.
     """
 
     def __init__(
@@ -61,6 +71,7 @@ class ManifestDataset(Dataset):
         *,
         transform: Callable[[Image.Image], torch.Tensor] | None = None,
         classes: Sequence[str] | None = None,
+        cache_bytes: int = 0,
     ) -> None:
         missing = [c for c in ("path", "label") if c not in frame.columns]
         if missing:
@@ -88,18 +99,56 @@ class ManifestDataset(Dataset):
         self.row_ids: list[int] = [int(r) for r in frame.index]
         self.labels: torch.Tensor = torch.tensor([position[x] for x in labels], dtype=torch.int64)
         self.transform = transform
+        self._pixels: list[np.ndarray] | None = None
+        if cache_bytes > 0:
+            self._pixels = self._decode_all(cache_bytes)
+
+    @property
+    def cached(self) -> bool:
+        """True when the decoded images are held in memory."""
+        return self._pixels is not None
+
+    def _decode_all(self, budget: int) -> list[np.ndarray] | None:
+        start = time.perf_counter()
+        need = 0
+        try:
+            for path in self.paths:
+                with Image.open(path) as image:  # reads the header only
+                    need += image.width * image.height * 3
+                if need > budget:
+                    _log.warning(
+                        "data.cache_images: %d images need more than the %.0f MB budget "
+                        "(data.cache_images_mb); reading them from disk every epoch",
+                        len(self.paths),
+                        budget / 2**20,
+                    )
+                    return None
+            pixels = [np.asarray(load_rgb(path)) for path in self.paths]
+        except Exception as exc:  # an unreadable file is reported by __getitem__ with its row
+            _log.warning("data.cache_images: not caching, an image cannot be read (%s)", exc)
+            return None
+        _log.info(
+            "data.cache_images: %d decoded images (%.1f MB) held in memory, decoded in %.1f s",
+            len(pixels),
+            need / 2**20,
+            time.perf_counter() - start,
+        )
+        return pixels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         path, row = self.paths[i], self.row_ids[i]
-        try:
-            image = load_rgb(path)
-        except Exception as exc:
-            raise ImageDecodeError(
-                f"row {row}: cannot read image {path!r} ({type(exc).__name__}: {exc}); check it with "
-                "`lookalike manifest MANIFEST --out FILE --verify`"
-            ) from exc
+        if self._pixels is not None:
+            image = Image.fromarray(self._pixels[i])
+        else:
+            try:
+                image = load_rgb(path)
+            except Exception as exc:
+                raise ImageDecodeError(
+                    f"row {row}: cannot read image {path!r} ({type(exc).__name__}: {exc}); check it with "
+                    "`lookalike manifest MANIFEST --out FILE --verify`"
+                ) from exc
         tensor = _TO_TENSOR(image) if self.transform is None else self.transform(image)
         return tensor, int(self.labels[i]), row

@@ -171,6 +171,7 @@ def _fit(
     train_dataset = ManifestDataset(
         train_frame,
         transform=build_transform("train", image_size=prep.image_size, mean=prep.mean, std=prep.std),
+        cache_bytes=config.data.cache_images_mb * 2**20 if config.data.cache_images else 0,
     )
     num_classes = len(train_dataset.classes)
     sampler = PKSampler(
