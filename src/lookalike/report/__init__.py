@@ -1,0 +1,22 @@
+"""Reports people want to look at: the demo's self-contained HTML page and its figures."""
+
+from lookalike.report.figures import roc_figure, training_figure
+from lookalike.report.html import (
+    Neighbour,
+    ReportData,
+    SearchCase,
+    image_data_uri,
+    render_report,
+    write_report,
+)
+
+__all__ = [
+    "Neighbour",
+    "ReportData",
+    "SearchCase",
+    "image_data_uri",
+    "render_report",
+    "roc_figure",
+    "training_figure",
+    "write_report",
+]
