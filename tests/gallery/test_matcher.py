@@ -219,3 +219,15 @@ def test_milvus_lite_gallery_answers_like_the_folder_one(matcher, setup, tmp_pat
         np.testing.assert_allclose(
             [n.distance for n in a.neighbours], [n.distance for n in b.neighbours], atol=1e-4
         )
+
+
+def test_long_query_lists_are_answered_in_order_across_chunks(matcher, setup, tmp_path):
+    _, _, paths, _ = setup
+    keep = [i for i in range(len(paths)) if i % 3 != 2]
+    order = [keep[i % len(keep)] for i in range(300)]
+    queries: list = [paths[i] for i in order]
+    queries[260] = tmp_path / "missing.png"
+    results = matcher.search(queries, k=1)
+    assert len(results) == 300 and results[260].decision == "error"
+    found = [r.neighbours[0].id for j, r in enumerate(results) if j != 260]
+    assert found == [f"item{i}" for j, i in enumerate(order) if j != 260]

@@ -291,6 +291,13 @@ class Matcher:
         _check_k(k)
         images = list(images)
         names = _names(images, names)
+        results: list[SearchResult] = []
+        chunk = max(self.batch_size, 256)  # images held decoded at once: bounded memory for long lists
+        for start in range(0, len(images), chunk):
+            results.extend(self._search_chunk(images[start : start + chunk], names[start : start + chunk], k))
+        return results
+
+    def _search_chunk(self, images: list[Any], names: list[str], k: int) -> list[SearchResult]:
         results: list[SearchResult | None] = [None] * len(images)
         readable: list[Image.Image] = []
         positions: list[int] = []
