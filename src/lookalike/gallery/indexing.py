@@ -63,44 +63,28 @@ def select_rows(frame: pd.DataFrame, *, split: str | None = None, role: str | No
     return rows.drop(columns=[c for c in SPLIT_COLUMNS if c in rows.columns])
 
 
-def read_embeddings_file(path: str | Path) -> tuple[np.ndarray, pd.DataFrame, dict[str, str]]:
-    """Read saved embeddings (``lookalike embed`` output, Parquet): ``(embeddings (N, D) float32,
-    items (columns id when present, label, path, + metadata), file metadata)``. The file metadata
-    is the Parquet key-value metadata, decoded (e.g. the model fingerprint, when recorded)."""
-    import pyarrow.parquet as pq
+def read_embeddings_file(
+    path: str | Path, *, split: str | None = None, role: str | None = None
+) -> tuple[np.ndarray, pd.DataFrame, dict[str, Any]]:
+    """Read saved embeddings (``lookalike embed`` output, see :func:`lookalike.embed.read_embeddings`):
+    ``(embeddings (N, D) float32, items (id when present, label, path, + metadata), the file's
+    metadata: model_fingerprint, model_source, ...)``, restricted to ``split``/``role`` rows as
+    :func:`select_rows` does."""
+    from lookalike.embed import read_embeddings
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no such embeddings file: {p}")
-    if p.suffix.lower() != ".parquet":
-        raise ValueError(f"{p.name}: expected a .parquet file of embeddings (from `lookalike embed`)")
-    try:
-        table = pq.read_table(p)
-    except Exception as exc:
-        raise ValueError(f"{p}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
-    meta = {
-        k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
-        for k, v in (table.schema.metadata or {}).items()
-        if not k.startswith(b"pandas") and not k.startswith(b"ARROW")
-    }
-    frame = table.to_pandas()
-    if "embedding" not in frame.columns:
-        raise ValueError(f"{p.name} has no 'embedding' column; columns: {list(frame.columns)}")
-    if "label" not in frame.columns:
+    table, emb, meta = read_embeddings(path)
+    name = Path(path).name
+    if "label" not in table.columns:
         raise ValueError(
-            f"{p.name} has no 'label' column, which a gallery needs; columns: {list(frame.columns)}"
+            f"{name} has no 'label' column, which a gallery needs (embed a manifest with labels); "
+            f"columns: {list(table.columns)}"
         )
-    if frame.empty:
-        raise ValueError(f"{p.name} holds no embeddings")
-    try:
-        emb = np.stack([np.asarray(v, dtype=np.float32) for v in frame["embedding"].to_numpy()])
-    except ValueError as exc:
-        raise ValueError(f"{p.name}: the embeddings do not all have the same size ({exc})") from None
-    if not np.isfinite(emb).all():
-        bad = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
-        raise ValueError(f"{p.name}: row {bad} has a NaN or infinite embedding value")
-    items = frame.drop(columns=["embedding"] + [c for c in SPLIT_COLUMNS if c in frame.columns])
-    return emb, items, meta
+    table = table.reset_index(drop=True)
+    rows = select_rows(table, split=split, role=role)
+    if rows.empty:
+        raise ValueError(f"{name} holds no embeddings")
+    items = rows.drop(columns=[c for c in ("row",) if c in rows.columns]).reset_index(drop=True)
+    return np.ascontiguousarray(emb[rows.index.to_numpy()], dtype=np.float32), items, meta
 
 
 def embed_items(
