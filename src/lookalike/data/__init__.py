@@ -1,7 +1,7 @@
 """Data: manifests, benchmark importers, validation, class-disjoint splits, the image Dataset,
 transform presets and the PK batch sampler."""
 
-from lookalike.data.dataset import ImageDecodeError, ManifestDataset, load_rgb
+from lookalike.data.dataset import ImageDecodeError, ManifestDataset, load_rgb, to_rgb
 from lookalike.data.importers import (
     FORMATS,
     detect_format,
@@ -70,5 +70,6 @@ __all__ = [
     "read_manifest",
     "split_manifest",
     "split_summary",
+    "to_rgb",
     "write_manifest",
 ]

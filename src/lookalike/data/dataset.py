@@ -13,7 +13,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-__all__ = ["ImageDecodeError", "ManifestDataset", "load_rgb"]
+__all__ = ["ImageDecodeError", "ManifestDataset", "load_rgb", "to_rgb"]
 
 _log = logging.getLogger(__name__)
 
@@ -29,17 +29,23 @@ def load_rgb(path: str) -> Image.Image:
     converted; transparency composited on white."""
     with Image.open(path) as image:
         image.load()
-        image = ImageOps.exif_transpose(image)
-        has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
-        if has_alpha:
-            rgba = image.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            return Image.alpha_composite(background, rgba).convert("RGB")
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            array = np.asarray(image, dtype=np.float64)
-            top = array.max() or 1.0
-            image = Image.fromarray((array * (255.0 / top)).astype(np.uint8))
-        return image.convert("RGB")
+        return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An image in memory as 8-bit RGB, the way :func:`load_rgb` converts files: EXIF rotation
+    applied; grayscale, 16-bit, 1-bit and palette images converted; transparency composited on white."""
+    image = ImageOps.exif_transpose(image)
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = array.max() or 1.0
+        image = Image.fromarray((array * (255.0 / top)).astype(np.uint8))
+    return image.convert("RGB")
 
 
 class ManifestDataset(Dataset):

@@ -16,6 +16,7 @@ from lookalike.models.config import ModelConfig
 from lookalike.models.embedder import Embedder, create_embedder, create_embedder_from
 from lookalike.models.freezing import apply_freeze, find_blocks
 from lookalike.models.heads import create_head
+from lookalike.models.inference import InferenceModel, load_inference_model
 from lookalike.models.pooling import GeM, gem
 from lookalike.models.small_cnn import ConvNet4
 from lookalike.models.weights import LoadReport, load_weights, read_state_dict
@@ -26,6 +27,7 @@ __all__ = [
     "ConvNet4",
     "Embedder",
     "GeM",
+    "InferenceModel",
     "LoadReport",
     "ModelConfig",
     "Preprocessing",
@@ -37,6 +39,7 @@ __all__ = [
     "gem",
     "list_backbones",
     "load_checkpoint",
+    "load_inference_model",
     "load_weights",
     "read_state_dict",
     "resolve_backbone_name",

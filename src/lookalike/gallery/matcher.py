@@ -1,0 +1,470 @@
+"""The matcher: embed query images with the gallery's model, search the gallery, decide.
+
+"Which known object is this, if any?": for each query the gallery's nearest items (nearest
+first) and a decision on the nearest one:
+
+- ``"match"``: its distance is within the threshold (``distance <= threshold``); ``label`` is
+  its label and ``margin = threshold - distance`` is positive (or zero).
+- ``"no match"``: it is farther than the threshold (``margin`` negative), or the gallery is empty.
+- ``"no threshold"``: neither the gallery nor the caller gave a threshold; ``label`` is the
+  nearest item's label, ``margin`` is None. Calibrate one (``lookalike calibrate``) and store it
+  with ``lookalike index build --threshold`` / ``--target-far``.
+- ``"error"``: the query could not be read (``error`` says why); the other queries still answer.
+
+The pure decision is :func:`decide`; :class:`Matcher` wires a gallery store, an inference model
+and the decision together, and refuses a model other than the one the gallery was built with.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from lookalike.gallery import GalleryStore
+    from lookalike.models.inference import InferenceModel
+
+__all__ = [
+    "DECISIONS",
+    "Matcher",
+    "Neighbour",
+    "SearchResult",
+    "decide",
+    "error_result",
+    "query_name",
+    "read_query_image",
+]
+
+DECISIONS: tuple[str, ...] = ("match", "no match", "no threshold", "error")
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One gallery item found for a query: its ``rank`` (1 = nearest), ``id``, ``label``, the
+    ``distance`` to the query, its source ``path`` (None when unknown) and free ``metadata``."""
+
+    rank: int
+    id: str
+    label: str
+    distance: float
+    path: str | None
+    metadata: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: plain python values, NaN as None."""
+        return {
+            "rank": int(self.rank),
+            "id": str(self.id),
+            "label": str(self.label),
+            "distance": _plain(self.distance),
+            "path": self.path,
+            "metadata": {str(k): _plain(v) for k, v in self.metadata.items()},
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The answer for one query; see the module docstring for ``decision``.
+
+    ``distance`` is the nearest item's distance (None when there is none), ``margin`` is
+    ``threshold - distance`` (positive: inside the threshold; None without a threshold or a
+    neighbour), ``error`` says why a query could not be answered (``decision == "error"``).
+    """
+
+    query: str
+    neighbours: list[Neighbour]
+    decision: str
+    label: str | None
+    distance: float | None
+    threshold: float | None
+    margin: float | None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (one JSON Lines record of ``lookalike search --json``)."""
+        return {
+            "query": self.query,
+            "decision": self.decision,
+            "label": self.label,
+            "distance": _plain(self.distance),
+            "threshold": _plain(self.threshold),
+            "margin": _plain(self.margin),
+            "error": self.error,
+            "neighbours": [n.to_dict() for n in self.neighbours],
+        }
+
+
+def decide(query: str, neighbours: Sequence[Neighbour], threshold: float | None) -> SearchResult:
+    """The match decision on the nearest of ``neighbours`` (nearest first; may be empty).
+
+    Match when ``neighbours[0].distance <= threshold``; distances are "lower is closer" (the
+    store returns Euclidean distance, or ``1 - cos`` for cosine galleries).
+    """
+    neighbours = list(neighbours)
+    if threshold is not None and not math.isfinite(float(threshold)):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    if not neighbours:  # empty gallery: nothing is known
+        decision = "no threshold" if threshold is None else "no match"
+        return SearchResult(query, [], decision, None, None, _opt_float(threshold), None)
+    nearest = neighbours[0]
+    distance = float(nearest.distance)
+    if threshold is None:
+        return SearchResult(query, neighbours, "no threshold", nearest.label, distance, None, None)
+    t = float(threshold)
+    margin = t - distance
+    if distance <= t:
+        return SearchResult(query, neighbours, "match", nearest.label, distance, t, margin)
+    return SearchResult(query, neighbours, "no match", None, distance, t, margin)
+
+
+def error_result(query: str, error: str, threshold: float | None) -> SearchResult:
+    """The result of a query that could not be answered (unreadable image, ...)."""
+    return SearchResult(query, [], "error", None, None, _opt_float(threshold), None, error=error)
+
+
+def query_name(source: object, index: int) -> str:
+    """A readable name for a query: the file name of a path (or of the file a PIL image was read
+    from), else ``"query <index>"``."""
+    if isinstance(source, (str, Path)):
+        return Path(source).name or str(source)
+    filename = getattr(source, "filename", None)
+    if isinstance(filename, str) and filename:
+        return Path(filename).name
+    return f"query {index}"
+
+
+def read_query_image(source: object) -> Image.Image:
+    """Open one query as an RGB PIL image, the way the training data is read
+    (:func:`lookalike.data.load_rgb`: EXIF rotation, grayscale/palette converted, transparency on
+    white). Accepts a PIL image, a path or encoded bytes; raises ValueError saying what is wrong."""
+    from PIL import Image
+
+    from lookalike.data import load_rgb
+
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise ValueError("empty data, not an image")
+        try:
+            return load_rgb(io.BytesIO(data))  # type: ignore[arg-type]
+        except Exception as exc:
+            raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from None
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise ValueError(f"no such file: {str(path)!r}")
+        if not path.is_file():
+            raise ValueError(f"{str(path)!r} is not a file")
+        try:
+            return load_rgb(str(path))
+        except Exception as exc:
+            raise ValueError(f"cannot read {str(path)!r} as an image ({type(exc).__name__}: {exc})") from None
+    raise ValueError(f"a query must be a PIL image, a file path or image bytes, got {type(source).__name__}")
+
+
+class Matcher:
+    """Search a gallery with the model it was built with, and decide match / no match.
+
+    Args:
+        gallery: an open :class:`~lookalike.gallery.GalleryStore`.
+        model: the :class:`~lookalike.models.inference.InferenceModel` to embed queries with; its
+            fingerprint must be the gallery's (another model is refused with
+            :class:`~lookalike.gallery.GalleryError`), as must its embedding size and distance.
+        batch_size: images embedded per forward pass.
+        threshold: overrides the gallery's threshold (``distance <= threshold`` is a match).
+    """
+
+    def __init__(
+        self,
+        gallery: GalleryStore,
+        model: InferenceModel,
+        *,
+        batch_size: int = 64,
+        threshold: float | None = None,
+    ) -> None:
+        from lookalike.gallery import GalleryError, check_model
+
+        header = gallery.header
+        check_model(header, model.fingerprint)
+        dim = int(model.embedder.embed_dim)
+        if dim != int(header.embed_dim):
+            raise GalleryError(
+                f"dimension mismatch: the gallery holds {header.embed_dim}-d embeddings but the model "
+                f"({model.source}) makes {dim}-d ones; use the model the gallery was built with"
+            )
+        if model.distance != header.distance:
+            raise GalleryError(
+                f"distance mismatch: the gallery compares by {header.distance!r} but the model "
+                f"({model.source}) was trained for {model.distance!r}"
+            )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if threshold is not None and not math.isfinite(float(threshold)):
+            raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+        self.gallery = gallery
+        self.model = model
+        self.batch_size = int(batch_size)
+        self._threshold = None if threshold is None else float(threshold)
+
+    @classmethod
+    def open(
+        cls,
+        gallery: str | Path,
+        *,
+        checkpoint: str | Path | None = None,
+        backbone: str | None = None,
+        weights: str | Path | None = None,
+        device: str = "cpu",
+        writable: bool = False,
+        batch_size: int = 64,
+        threshold: float | None = None,
+    ) -> Matcher:
+        """Open the gallery at ``gallery`` (a folder, ``milvus-lite:PATH.db``, ``milvus://...``)
+        with its model: ``checkpoint`` or ``backbone`` [+ ``weights``] when given, else the one
+        its header names (``model_source``)."""
+        from lookalike.gallery import GalleryError, open_gallery
+        from lookalike.models.inference import load_inference_model
+
+        if checkpoint is not None and backbone is not None:
+            raise ValueError("give either checkpoint or backbone, not both")
+        store = open_gallery(gallery, writable=writable)
+        try:
+            if checkpoint is None and backbone is None:
+                checkpoint, backbone = _model_from_source(store.header.model_source, gallery)
+            image_size = None
+            if backbone is not None and store.header.preprocessing:
+                image_size = store.header.preprocessing.get("image_size")
+            try:
+                model = load_inference_model(
+                    checkpoint=checkpoint,
+                    backbone=backbone,
+                    weights=weights,
+                    image_size=image_size,
+                    device=device,
+                )
+            except FileNotFoundError as exc:
+                raise GalleryError(
+                    f"cannot load the model of gallery {str(gallery)!r}: {exc}; give the model with "
+                    "--checkpoint CKPT (or --backbone NAME [--weights FILE])"
+                ) from None
+            return cls(store, model, batch_size=batch_size, threshold=threshold)
+        except BaseException:
+            store.close()
+            raise
+
+    @property
+    def threshold(self) -> float | None:
+        """The threshold in use: the one given to the matcher, else the gallery's (None: none)."""
+        return self._threshold if self._threshold is not None else self.gallery.header.threshold
+
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(N, D) float32 embeddings of PIL images with the model's eval preprocessing."""
+        from lookalike.embed import embed_images
+
+        if len(images) == 0:
+            return np.empty((0, int(self.gallery.header.embed_dim)), dtype=np.float32)
+        out = embed_images(self.model, list(images), batch_size=self.batch_size, device=self._device())
+        return np.ascontiguousarray(out.detach().cpu().numpy(), dtype=np.float32)
+
+    def search(
+        self,
+        images: Sequence[Any],
+        k: int = 5,
+        *,
+        names: Sequence[str] | None = None,
+    ) -> list[SearchResult]:
+        """Search each query (a PIL image, a path or encoded bytes): one result per query, in order.
+
+        A query that cannot be read gets a result with ``decision == "error"`` and ``error`` set;
+        the others still answer.
+        """
+        _check_k(k)
+        images = list(images)
+        names = _names(images, names)
+        results: list[SearchResult] = []
+        chunk = max(self.batch_size, 256)  # images held decoded at once: bounded memory for long lists
+        for start in range(0, len(images), chunk):
+            results.extend(self._search_chunk(images[start : start + chunk], names[start : start + chunk], k))
+        return results
+
+    def _search_chunk(self, images: list[Any], names: list[str], k: int) -> list[SearchResult]:
+        results: list[SearchResult | None] = [None] * len(images)
+        readable: list[Image.Image] = []
+        positions: list[int] = []
+        for i, source in enumerate(images):
+            try:
+                readable.append(read_query_image(source))
+                positions.append(i)
+            except ValueError as exc:
+                results[i] = error_result(names[i], str(exc), self.threshold)
+        if readable:
+            embeddings = self.embed(readable)
+            found = self.search_embeddings(embeddings, k, names=[names[i] for i in positions])
+            for i, result in zip(positions, found, strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def search_embeddings(
+        self,
+        embeddings: np.ndarray,
+        k: int = 5,
+        *,
+        names: Sequence[str] | None = None,
+    ) -> list[SearchResult]:
+        """Search (Q, D) query embeddings (already made with the gallery's model): one result each."""
+        _check_k(k)
+        emb = np.asarray(embeddings, dtype=np.float32)
+        dim = int(self.gallery.header.embed_dim)
+        if emb.ndim != 2 or emb.shape[1] != dim:
+            raise ValueError(f"query embeddings must be (Q, {dim}) for this gallery, got shape {emb.shape}")
+        if names is None:
+            names = [f"query {i}" for i in range(len(emb))]
+        elif len(names) != len(emb):
+            raise ValueError(f"got {len(names)} names for {len(emb)} queries")
+        if len(emb) == 0:
+            return []
+        distances, ids = self.gallery.search(np.ascontiguousarray(emb), k)
+        found = _neighbour_rows(self.gallery, ids)
+        threshold = self.threshold
+        results = []
+        for q in range(len(emb)):
+            neighbours = [
+                _neighbour(rank + 1, str(item_id), float(distances[q, rank]), found[str(item_id)])
+                for rank, item_id in enumerate(ids[q])
+            ]
+            results.append(decide(str(names[q]), neighbours, threshold))
+        return results
+
+    def add(
+        self,
+        images: Sequence[Any],
+        labels: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        metadata: Sequence[Mapping[str, Any]] | None = None,
+        paths: Sequence[str | None] | None = None,
+    ) -> list[str]:
+        """Embed ``images`` (PIL images, paths or bytes) and add them with their ``labels`` (and
+        optional ``ids``, per-item ``metadata`` and source ``paths``; a path query's path is used
+        when ``paths`` is not given). Returns the ids. Any unreadable image or bad id: ValueError
+        naming it, and nothing is added."""
+        import pandas as pd
+
+        images = list(images)
+        n = len(images)
+        for what, seq in (("labels", labels), ("ids", ids), ("metadata", metadata), ("paths", paths)):
+            if seq is not None and len(seq) != n:
+                raise ValueError(f"got {len(seq)} {what} for {n} images")
+        names = _names(images, None)
+        readable = []
+        for i, source in enumerate(images):
+            try:
+                readable.append(read_query_image(source))
+            except ValueError as exc:
+                raise ValueError(f"image {i} ({names[i]}): {exc}; nothing was added") from None
+        if paths is None:
+            paths = [str(Path(s).resolve()) if isinstance(s, (str, Path)) else None for s in images]
+        items = pd.DataFrame({"label": [str(x) for x in labels], "path": list(paths)})
+        if ids is not None:
+            items.insert(0, "id", [str(x) for x in ids])
+        if metadata is not None:
+            extra = pd.DataFrame([dict(m) for m in metadata], index=items.index)
+            clash = sorted(set(extra.columns) & set(items.columns))
+            if clash:
+                raise ValueError(f"metadata keys {clash} clash with the item columns id, label, path")
+            items = pd.concat([items, extra], axis=1)
+        return self.gallery.add(self.embed(readable), items)
+
+    def remove(self, ids: Sequence[str]) -> int:
+        """Remove items by id (an unknown id: KeyError naming it, nothing removed). Returns the count."""
+        return self.gallery.remove(list(ids))
+
+    def close(self) -> None:
+        """Close the gallery store."""
+        self.gallery.close()
+
+    def __enter__(self) -> Matcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _device(self) -> Any:
+        param = next(iter(self.model.embedder.parameters()), None)
+        return "cpu" if param is None else param.device
+
+
+def _model_from_source(source: str | None, gallery: object) -> tuple[str | None, str | None]:
+    """(checkpoint, backbone) from a header's ``model_source`` ("checkpoint:PATH" / "backbone:NAME")."""
+    from lookalike.gallery import GalleryError
+
+    if source:
+        kind, _, value = source.partition(":")
+        if kind == "checkpoint" and value:
+            return value, None
+        if kind == "backbone" and value:
+            return None, value
+    raise GalleryError(
+        f"gallery {str(gallery)!r} does not say which model built it (model_source={source!r}); "
+        "give it with --checkpoint CKPT (or --backbone NAME [--weights FILE])"
+    )
+
+
+def _neighbour_rows(gallery: GalleryStore, ids: np.ndarray) -> dict[str, dict[str, Any]]:
+    """id -> item row (label, path, metadata) for every id found, one ``items`` call."""
+    unique = list(dict.fromkeys(str(x) for x in np.asarray(ids).reshape(-1)))
+    if not unique:
+        return {}
+    frame = gallery.items(unique)
+    return {str(row["id"]): row for row in frame.to_dict(orient="records")}
+
+
+def _neighbour(rank: int, item_id: str, distance: float, row: Mapping[str, Any]) -> Neighbour:
+    path = row.get("path")
+    path = None if path is None or (isinstance(path, float) and math.isnan(path)) else str(path)
+    metadata = {k: v for k, v in row.items() if k not in ("id", "label", "path")}
+    return Neighbour(rank, item_id, str(row.get("label")), distance, path, metadata)
+
+
+def _names(images: Sequence[Any], names: Sequence[str] | None) -> list[str]:
+    if names is None:
+        return [query_name(src, i) for i, src in enumerate(images)]
+    if len(names) != len(images):
+        raise ValueError(f"got {len(names)} names for {len(images)} queries")
+    return [str(x) for x in names]
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+
+
+def _opt_float(x: float | None) -> float | None:
+    return None if x is None else float(x)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready python value: numpy scalars unwrapped, NaN/inf as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
