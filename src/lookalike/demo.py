@@ -128,21 +128,26 @@ def prepare_data(
 
             frame = manifest_from_folder(path)
             manifest = write_manifest(frame, out / "manifest.csv")
-            return manifest, f"your images in {path} ({len(frame)} images, {frame['label'].nunique()} classes)"
+            return (
+                manifest,
+                f"your images in {path} ({len(frame)} images, {frame['label'].nunique()} classes)",
+            )
         return path, f"the manifest {path}"
     if dataset in BUILTIN_DATASETS:
         from lookalike.data.builtin import make_glyphs
 
         spec = spec or GlyphsSpec()
-        folder = out / "data" / (
-            f"glyphs-seed{spec.seed}-{spec.classes or 'all'}x{spec.per_class}-{spec.image_size}px"
+        folder = (
+            out
+            / "data"
+            / (f"glyphs-seed{spec.seed}-{spec.classes or 'all'}x{spec.per_class}-{spec.image_size}px")
         )
         frame = make_glyphs(folder, spec, progress=None)
         text = (
             f"Built-in glyphs: {frame['label'].nunique()} characters (Latin, Greek, Cyrillic, Armenian, "
             f"Georgian, symbols, arrows, maths) rendered from the fonts matplotlib ships, "
-            f"{spec.per_class} images each ({spec.image_size} px, {frame['font'].nunique()} font faces, random "
-            "warp, stroke, blur and noise); the model must learn “the same glyph in another font”."
+            f"{spec.per_class} images each ({spec.image_size} px, {frame['font'].nunique()} font faces, "
+            "random warp, stroke, blur and noise); the model must learn “the same glyph in another font”."
         )
         return folder / "manifest.csv", text
     if dataset in PUBLIC_DATASETS:
@@ -316,7 +321,9 @@ def _build_gallery(folder: Path, checkpoint: Path, rows: pd.DataFrame):
     store = create_gallery(folder, header, overwrite=False)
     matcher = Matcher(store, model)
     ids = [f"{label}/{Path(p).name}" for label, p in zip(rows["label"], rows["path"], strict=True)]
-    matcher.add(rows["path"].tolist(), rows["label"].astype(str).tolist(), ids=ids, paths=rows["path"].tolist())
+    matcher.add(
+        rows["path"].tolist(), rows["label"].astype(str).tolist(), ids=ids, paths=rows["path"].tolist()
+    )
     return matcher
 
 
@@ -337,7 +344,9 @@ def _cases(queries: pd.DataFrame, results: list, held: set[str], split: pd.DataF
                 distance=res.distance,
                 threshold=res.threshold,
                 neighbours=[
-                    Neighbour(path=n.path, label=str(n.label), distance=float(n.distance), correct=n.label == label)
+                    Neighbour(
+                        path=n.path, label=str(n.label), distance=float(n.distance), correct=n.label == label
+                    )
                     for n in res.neighbours
                 ],
                 title=titles.get(label, ""),
@@ -398,7 +407,10 @@ def _write_report(
         far = float(accepted[~genuine].mean())
         tar = float(accepted[genuine].mean())
         roc_png = roc_figure(
-            curve.far, curve.tar, threshold_far=far, threshold_tar=tar,
+            curve.far,
+            curve.tar,
+            threshold_far=far,
+            threshold_tar=tar,
             label=f"calibrated threshold {threshold:.3f}: FAR {far:.2f}, TAR {tar:.2f} on test",
         )
     rows = []
@@ -415,17 +427,34 @@ def _write_report(
     cfg = config_to_dict(config)
     facts = [
         ("images", f"{len(split)} in {split['label'].nunique()} classes"),
-        ("model", f"{config.model.backbone} → {config.model.embed_dim}-d embedding, {config.model.image_size} px"),
+        (
+            "model",
+            f"{config.model.backbone} → {config.model.embed_dim}-d embedding, {config.model.image_size} px",
+        ),
         ("miner / loss", f"{config.miner.name} / {config.loss.name}"),
-        ("training", f"{result.epochs_done} epochs, {result.train_seconds:.0f} s ({result.images_per_second:.0f} images/s)"),
+        (
+            "training",
+            f"{result.epochs_done} epochs, {result.train_seconds:.0f} s "
+            f"({result.images_per_second:.0f} images/s)",
+        ),
         ("best epoch (val " + config.eval.metric + ")", str(result.best_epoch)),
     ]
     cal_rows = [
         ("threshold (Euclidean distance)", f"{threshold:.4f}"),
-        ("calibrated on", f"val split, {calibration.get('n_genuine')} genuine and {calibration.get('n_impostor')} impostor comparisons"),
+        (
+            "calibrated on",
+            f"val split, {calibration.get('n_genuine')} genuine and "
+            f"{calibration.get('n_impostor')} impostor comparisons",
+        ),
         ("target FAR", f"{calibration.get('target_far')}"),
-        ("FAR / TAR on val", f"{calibration.get('far', float('nan')):.3f} / {calibration.get('tar', float('nan')):.3f}"),
-        ("ROC AUC / EER on val", f"{calibration.get('roc_auc', float('nan')):.3f} / {calibration.get('eer', float('nan')):.3f}"),
+        (
+            "FAR / TAR on val",
+            f"{calibration.get('far', float('nan')):.3f} / {calibration.get('tar', float('nan')):.3f}",
+        ),
+        (
+            "ROC AUC / EER on val",
+            f"{calibration.get('roc_auc', float('nan')):.3f} / {calibration.get('eer', float('nan')):.3f}",
+        ),
     ]
     known = [c for c in cases if c.known]
     unknown = [c for c in cases if not c.known]
@@ -453,8 +482,11 @@ def _write_report(
         commands=[
             ("start the search page", f"lookalike serve --gallery {gallery_dir}"),
             ("search from the terminal", f"lookalike search --gallery {gallery_dir} IMAGE..."),
-            ("evaluate the trained model", f"lookalike evaluate --checkpoint {run_dir}/checkpoints/best.pt "
-             f"--manifest {run_dir}/split.csv --split test"),
+            (
+                "evaluate the trained model",
+                f"lookalike evaluate --checkpoint {run_dir}/checkpoints/best.pt "
+                f"--manifest {run_dir}/split.csv --split test",
+            ),
         ],
     )
     write_report(path, data)

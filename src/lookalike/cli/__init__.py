@@ -5,6 +5,7 @@ Each command module registers its commands on :data:`lookalike.cli.app.app` when
 
 from lookalike.cli import calibrate as _calibrate  # noqa: F401  (registers calibrate)
 from lookalike.cli import data as _data  # noqa: F401  (registers manifest, split)
+from lookalike.cli import demo as _demo  # noqa: F401  (registers demo)
 from lookalike.cli import embed as _embed  # noqa: F401  (registers embed)
 from lookalike.cli import evaluate as _evaluate  # noqa: F401  (registers evaluate, evaluate-embeddings)
 from lookalike.cli import index as _index  # noqa: F401  (registers index build/add/remove/info/set-threshold)

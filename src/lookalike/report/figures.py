@@ -69,9 +69,7 @@ def roc_figure(
     tar = np.asarray(tar, dtype=float)
     floor = 1e-3
     ax.plot(np.maximum(far, floor), tar, color="#3b6ea8", drawstyle="steps-post", label="ROC")
-    ax.scatter(
-        [max(threshold_far, floor)], [threshold_tar], s=70, color="#c0392b", zorder=5, label=label
-    )
+    ax.scatter([max(threshold_far, floor)], [threshold_tar], s=70, color="#c0392b", zorder=5, label=label)
     ax.set_xscale("log")
     ax.set_xlim(floor, 1.0)
     ax.set_ylim(0, 1.02)
