@@ -6,8 +6,11 @@ PIP := $(VENV)/bin/pip
 # torch / torchvision pinned to the releases this project is tested with (CUDA builds run on CPU too).
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+# `make demo DEMO_ARGS="--set loss.name=multi_similarity"` passes options to `lookalike demo`.
+DEMO_OUT ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+DEMO_ARGS ?=
 
-.PHONY: install test lint format clean omniglot
+.PHONY: install test lint format clean omniglot demo
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,3 +37,8 @@ clean:
 
 omniglot: install
 	$(VENV)/bin/lookalike train --config configs/omniglot_cnn.yaml --out runs/omniglot-$$(date +%Y%m%d-%H%M%S)
+
+# The whole system on the built-in data set (no download): data, split, metrics before, CPU training,
+# metrics after, calibration, a gallery, searches, and report.html in $(DEMO_OUT).
+demo: install
+	$(VENV)/bin/lookalike demo --out $(DEMO_OUT) $(DEMO_ARGS)

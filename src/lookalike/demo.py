@@ -82,9 +82,14 @@ class DemoResult:
 
 
 def demo_config(root: str | Path, overrides: Sequence[str] = ()) -> TrainingConfig:
-    """The demo's training config on the data at ``root``, with ``--set`` overrides."""
+    """The demo's training config on the data at ``root``, with ``--set`` overrides. Choosing
+    another miner or loss (``--set loss.name=...``) starts that section afresh: its options are
+    the class's defaults plus any other ``--set`` of that section."""
     raw = copy.deepcopy(DEMO_CONFIG)
     raw["data"]["root"] = str(root)
+    for section in ("miner", "loss"):  # another miner/loss: the default's options do not apply to it
+        if any(o.startswith(f"{section}.name=") for o in overrides):
+            raw[section] = {}
     return validate_config(apply_overrides(raw, list(overrides)), source="the demo config")
 
 
@@ -192,6 +197,7 @@ def run_demo(
     out = Path(out)
     if (out / "run" / "metrics.jsonl").exists():
         raise FileExistsError(f"{out} already holds a demo run; choose another --out or remove it")
+    demo_config(out / "data", overrides)  # a bad --set fails now, before any work
     out.mkdir(parents=True, exist_ok=True)
     stages = _Stages(console)
 
@@ -362,14 +368,6 @@ def _titles(split: pd.DataFrame) -> dict[str, str]:
     return {str(r.label): f"{r.char} {str(r.name).lower()}" for r in first.itertuples()}
 
 
-def _worst_first(cases: list) -> list:
-    def badness(c) -> tuple:
-        rank = c.first_correct_rank
-        return (c.good, rank is not None, -(rank or 0), -(c.distance or 0.0))
-
-    return sorted(cases, key=badness)
-
-
 def _write_report(
     path: Path,
     *,
@@ -388,7 +386,7 @@ def _write_report(
     unknown_rejected: float,
 ) -> None:
     from lookalike.metrics.verification import roc_curve
-    from lookalike.report import ReportData, roc_figure, training_figure, write_report
+    from lookalike.report import ReportData, roc_figure, training_figure, worst_first, write_report
     from lookalike.training.history import RunHistory
 
     history = RunHistory(run_dir)
@@ -476,7 +474,7 @@ def _write_report(
         open_set=open_rows,
         training_png=training_png,
         roc_png=roc_png,
-        searches=_worst_first(known)[:examples],
+        searches=worst_first(known)[:examples],
         no_match=no_match[:examples],
         stages=stages,
         commands=[

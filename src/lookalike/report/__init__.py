@@ -7,6 +7,7 @@ from lookalike.report.html import (
     SearchCase,
     image_data_uri,
     render_report,
+    worst_first,
     write_report,
 )
 
@@ -18,5 +19,6 @@ __all__ = [
     "render_report",
     "roc_figure",
     "training_figure",
+    "worst_first",
     "write_report",
 ]

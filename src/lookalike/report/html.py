@@ -17,7 +17,15 @@ from typing import Any
 from lookalike._io import atomic_write_text
 from lookalike.report._template import TEMPLATE
 
-__all__ = ["Neighbour", "ReportData", "SearchCase", "image_data_uri", "render_report", "write_report"]
+__all__ = [
+    "Neighbour",
+    "ReportData",
+    "SearchCase",
+    "image_data_uri",
+    "render_report",
+    "worst_first",
+    "write_report",
+]
 
 METRIC_HELP = {
     "hit_rate": "1 if any of the top k is of the query's class; what DML papers call Recall@K.",
@@ -97,6 +105,17 @@ class ReportData:
     stages: Sequence[tuple[str, float]] = ()
     commands: Sequence[tuple[str, str]] = ()
     notes: Sequence[str] = field(default_factory=tuple)
+
+
+def worst_first(cases: Sequence[SearchCase]) -> list[SearchCase]:
+    """Wrong answers first; among them, those whose own class is missing from the top k, then the
+    ones where it appears lowest; then the farthest nearest neighbour."""
+
+    def badness(case: SearchCase) -> tuple[bool, bool, int, float]:
+        rank = case.first_correct_rank
+        return (case.good, rank is not None, -(rank or 0), -(case.distance or 0.0))
+
+    return sorted(cases, key=badness)
 
 
 def image_data_uri(path: str | Path, *, size: int = 64) -> str:
