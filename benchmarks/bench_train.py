@@ -46,6 +46,11 @@ PRESETS = {
         },
         "sampler": {"p": 8, "k": 4},
     },
+    "demo": {  # the demo's network on the built-in glyphs (made on first use under runs/, no download)
+        "data": {"root": str(REPO / "runs" / "bench-glyphs"), "val": 0.05, "test": 0.05, "num_workers": 0},
+        "model": {"backbone": "convnet4", "embed_dim": 64, "image_size": 32},
+        "sampler": {"p": 32, "k": 4},
+    },
     "omniglot": {
         "data": {"root": str(DATA / "omniglot-small"), "val": 0.05, "test": 0.05, "num_workers": 2},
         "model": {"backbone": "convnet4", "embed_dim": 64, "image_size": 32},
@@ -93,7 +98,8 @@ def main() -> None:
         help="steps timed in the bare loop; steps per epoch (3 epochs) in the pipeline",
     )
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: preset)")
+    parser.add_argument("--no-cache", action="store_true", help="data.cache_images off: decode every epoch")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -104,7 +110,12 @@ def main() -> None:
         "train": {"epochs": 3, "steps_per_epoch": args.steps, "seed": 0},
         "eval": {"every": 100, "ks": [1]},
     }
-    raw["data"] = {**raw["data"], "num_workers": args.workers}
+    workers = raw["data"].get("num_workers", 2) if args.workers is None else args.workers
+    raw["data"] = {**raw["data"], "num_workers": workers, "cache_images": not args.no_cache}
+    if args.preset == "demo":
+        from lookalike.data.builtin import GlyphsSpec, make_glyphs
+
+        make_glyphs(raw["data"]["root"], GlyphsSpec())
     cfg = validate_config(raw)
     if not Path(cfg.data.root).exists():
         raise SystemExit(f"data not found: {cfg.data.root} (the benchmark reads ../shared/data)")
