@@ -477,6 +477,7 @@ def _write_report(
         searches=worst_first(known)[:examples],
         no_match=no_match[:examples],
         stages=stages,
+        names=_short_names(split),
         commands=[
             ("start the search page", f"lookalike serve --gallery {gallery_dir}"),
             ("search from the terminal", f"lookalike search --gallery {gallery_dir} IMAGE..."),
@@ -488,6 +489,13 @@ def _write_report(
         ],
     )
     write_report(path, data)
+
+
+def _short_names(split: pd.DataFrame) -> dict[str, str]:
+    if "char" not in split.columns:
+        return {}
+    first = split.drop_duplicates("label")
+    return {str(r.label): f"{r.char} {r.label}" for r in first.itertuples()}
 
 
 def _nearest_correct(case) -> bool:

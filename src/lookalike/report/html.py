@@ -86,6 +86,7 @@ class ReportData:
     :func:`lookalike.metrics.retrieval_metrics` names them). ``searches``: example searches of
     known classes, shown worst first; ``no_match``: searches of classes left out of the gallery.
     ``facts``: (name, value) rows about the data, split and run; ``stages``: (stage, seconds).
+    ``names``: a short text shown for a label under its images (e.g. the character itself).
     """
 
     title: str
@@ -105,6 +106,7 @@ class ReportData:
     stages: Sequence[tuple[str, float]] = ()
     commands: Sequence[tuple[str, str]] = ()
     notes: Sequence[str] = field(default_factory=tuple)
+    names: dict[str, str] = field(default_factory=dict)
 
 
 def worst_first(cases: Sequence[SearchCase]) -> list[SearchCase]:
@@ -168,21 +170,21 @@ def _row(key: str, data: ReportData, *, first: bool) -> dict[str, Any]:
     }
 
 
-def _case(case: SearchCase, thumb: int) -> dict[str, Any]:
+def _case(case: SearchCase, thumb: int, names: dict[str, str]) -> dict[str, Any]:
     return {
         "query": image_data_uri(case.query_path, size=thumb),
-        "label": case.query_label,
+        "label": names.get(case.query_label, case.query_label),
         "title": case.title,
         "outcome": case.outcome,
         "good": case.good,
         "decision": case.decision,
-        "matched": case.matched_label,
+        "matched": None if case.matched_label is None else names.get(case.matched_label, case.matched_label),
         "distance": _fmt(case.distance),
         "threshold": _fmt(case.threshold),
         "neighbours": [
             {
                 "src": image_data_uri(n.path, size=thumb) if n.path else None,
-                "label": n.label,
+                "label": names.get(n.label, n.label),
                 "distance": _fmt(n.distance),
                 "correct": n.correct,
             }
@@ -203,8 +205,8 @@ def render_report(data: ReportData, *, thumb: int = 64) -> str:
         help=METRIC_HELP,
         training=_png_uri(data.training_png),
         roc=_png_uri(data.roc_png),
-        searches=[_case(c, thumb) for c in data.searches],
-        no_match=[_case(c, thumb) for c in data.no_match],
+        searches=[_case(c, thumb, dict(data.names)) for c in data.searches],
+        no_match=[_case(c, thumb, dict(data.names)) for c in data.no_match],
         stages=[(name, f"{seconds:.1f} s") for name, seconds in data.stages],
         total=f"{sum(s for _, s in data.stages):.0f} s",
     )
