@@ -30,7 +30,7 @@ from rich.console import Console
 from lookalike.config import TrainingConfig, apply_overrides, config_to_dict, validate_config
 from lookalike.data.builtin import BUILTIN_DATASETS, PUBLIC_DATASETS, GlyphsSpec
 
-__all__ = ["DEMO_CONFIG", "DemoResult", "demo_config", "run_demo"]
+__all__ = ["DEMO_CONFIG", "DemoResult", "demo_config", "glyphs_folder", "prepare_data", "run_demo"]
 
 #: The demo's training config (``configs/demo.yaml`` is the same, for ``lookalike train``).
 DEMO_CONFIG: dict[str, Any] = {
@@ -111,16 +111,23 @@ class _Stages:
             self._name = None
 
 
+def glyphs_folder(data_dir: str | Path, spec: GlyphsSpec) -> Path:
+    """Where the demo keeps the glyphs data set of ``spec`` under ``data_dir`` (one folder per spec)."""
+    name = f"glyphs-seed{spec.seed}-{spec.classes or 'all'}x{spec.per_class}-{spec.image_size}px"
+    return Path(data_dir) / name
+
+
 def prepare_data(
     out: Path,
     *,
     data: str | Path | None = None,
     dataset: str = "glyphs",
     spec: GlyphsSpec | None = None,
-    console: Console | None = None,
+    data_dir: str | Path | None = None,
 ) -> tuple[Path, str]:
-    """The manifest the demo trains on and a sentence describing it."""
-    console = console or Console()
+    """The manifest the demo trains on and a sentence describing it. Built-in and downloaded data
+    sets are kept in ``data_dir`` (default ``out/data``) and reused by later runs."""
+    data_dir = Path(data_dir) if data_dir is not None else out / "data"
     if data is not None:
         path = Path(data)
         if not path.exists():
@@ -142,12 +149,8 @@ def prepare_data(
         from lookalike.data.builtin import make_glyphs
 
         spec = spec or GlyphsSpec()
-        folder = (
-            out
-            / "data"
-            / (f"glyphs-seed{spec.seed}-{spec.classes or 'all'}x{spec.per_class}-{spec.image_size}px")
-        )
-        frame = make_glyphs(folder, spec, progress=None)
+        folder = glyphs_folder(data_dir, spec)
+        frame = make_glyphs(folder, spec)
         text = (
             f"Built-in glyphs: {frame['label'].nunique()} characters (Latin, Greek, Cyrillic, Armenian, "
             f"Georgian, symbols, arrows, maths) rendered from the fonts matplotlib ships, "
@@ -158,7 +161,7 @@ def prepare_data(
     if dataset in PUBLIC_DATASETS:
         from lookalike.data.builtin import import_public_dataset
 
-        root = out / "data" / dataset
+        root = data_dir / dataset
         frame = import_public_dataset(dataset, root)
         return root / "manifest.csv", f"{dataset} ({len(frame)} images, {frame['label'].nunique()} classes)"
     raise ValueError(
@@ -179,6 +182,7 @@ def run_demo(
     data: str | Path | None = None,
     dataset: str = "glyphs",
     spec: GlyphsSpec | None = None,
+    data_dir: str | Path | None = None,
     overrides: Sequence[str] = (),
     left_out: float = 0.25,
     target_far: float = 0.05,
@@ -187,6 +191,7 @@ def run_demo(
 ) -> DemoResult:
     """Run every stage into the folder ``out`` (see the module doc) and write ``out/report.html``.
 
+    ``data_dir``: where built-in and downloaded data sets are kept and reused (default ``out/data``).
     ``left_out``: share of the test classes kept out of the gallery (their queries should be
     answered "no match"). ``target_far``: the false accept rate the threshold is calibrated for.
     ``examples``: searches of each kind shown in the report.
@@ -202,7 +207,7 @@ def run_demo(
     stages = _Stages(console)
 
     stages.start("data", "a data set every later command reads as a folder per class + manifest")
-    manifest, description = prepare_data(out, data=data, dataset=dataset, spec=spec, console=console)
+    manifest, description = prepare_data(out, data=data, dataset=dataset, spec=spec, data_dir=data_dir)
     config = demo_config(manifest, overrides)
     console.print(f"{description}\nmanifest: {manifest}")
 

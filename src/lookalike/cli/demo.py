@@ -21,6 +21,9 @@ def demo(
     data: Path | None = typer.Option(
         None, "--data", help="Your own images: a folder per class, or a manifest (CSV/Parquet: path,label)."
     ),
+    data_dir: Path = typer.Option(
+        Path("runs/data"), "--data-dir", help="Where built-in and downloaded data sets are kept and reused."
+    ),
     dataset: str = typer.Option(
         "glyphs",
         "--dataset",
@@ -54,6 +57,7 @@ def demo(
             data=data,
             dataset=dataset,
             spec=spec,
+            data_dir=data_dir,
             overrides=overrides,
             left_out=left_out,
             target_far=target_far,
