@@ -331,7 +331,7 @@ def _build_gallery(folder: Path, checkpoint: Path, rows: pd.DataFrame):
     )
     store = create_gallery(folder, header, overwrite=False)
     matcher = Matcher(store, model)
-    ids = [f"{label}/{Path(p).name}" for label, p in zip(rows["label"], rows["path"], strict=True)]
+    ids = [f"row-{row}" for row in rows.index]  # the split manifest's row: unique, traceable
     matcher.add(
         rows["path"].tolist(), rows["label"].astype(str).tolist(), ids=ids, paths=rows["path"].tolist()
     )
