@@ -20,7 +20,7 @@ TEMPLATE = r"""{% macro case(c) -%}
  h1{font-size:26px;margin:0 0 4px} h2{font-size:19px;margin:34px 0 10px;border-bottom:2px solid #dfe4ec;padding-bottom:4px}
  .sub{color:#5a6477;margin:0 0 18px}
  .cards{display:flex;gap:14px;flex-wrap:wrap;margin:14px 0}
- .card{background:#fff;border-radius:10px;padding:14px 18px;box-shadow:0 1px 3px #0001;min-width:170px}
+ .card{background:#fff;border-radius:10px;padding:14px 18px;box-shadow:0 1px 3px #0001;flex:1 1 0;min-width:150px}
  .card .v{font-size:28px;font-weight:650} .card .n{color:#5a6477;font-size:13px}
  .card .v small{font-size:15px;color:#5a6477;font-weight:400}
  table{border-collapse:collapse;background:#fff;border-radius:8px;overflow:hidden;box-shadow:0 1px 3px #0001}
