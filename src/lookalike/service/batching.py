@@ -64,6 +64,7 @@ class MicroBatcher(Generic[T]):
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Job[T]] | None = None
         self._held: _Job[T] | None = None  # a job that did not fit the last batch; goes first next time
+        self._inflight: list[_Job[T]] = []  # the jobs of the forward pass now running
         self._worker: asyncio.Task | None = None
         # One thread: forward passes never overlap (the model uses its own intra-op threads).
         self._executor: ThreadPoolExecutor | None = None
@@ -86,8 +87,8 @@ class MicroBatcher(Generic[T]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
-        pending = [self._held] if self._held is not None else []
-        self._held = None
+        pending = [*self._inflight, *([self._held] if self._held is not None else [])]
+        self._held, self._inflight = None, []
         while self._queue is not None and not self._queue.empty():
             pending.append(self._queue.get_nowait())
         for job in pending:
@@ -146,7 +147,7 @@ class MicroBatcher(Generic[T]):
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            jobs = await self._collect()
+            jobs = self._inflight = await self._collect()
             flat = [item for job in jobs for item in job.items]
             started = time.perf_counter()
             try:
@@ -159,6 +160,7 @@ class MicroBatcher(Generic[T]):
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(err)
+                self._inflight = []
                 continue
             seconds = time.perf_counter() - started
             self.stats.batches += 1
@@ -173,3 +175,4 @@ class MicroBatcher(Generic[T]):
                 if not job.future.done():
                     job.future.set_result(rows[start:end])
                 start = end
+            self._inflight = []
