@@ -4,10 +4,18 @@ only against itself (so every decision in the tests is known in advance)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 from PIL import Image
@@ -81,3 +89,55 @@ def png_bytes(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(args: list[str], *, env: dict[str, str] | None = None, timeout: float = 120.0):
+    """``python -m lookalike serve ARGS --port FREE`` on 127.0.0.1; yields the base URL once /health
+    answers; stopped (SIGTERM, then SIGKILL) on exit. Its output goes to a log shown on failure."""
+    port = free_port()
+    import lookalike
+
+    src = Path(lookalike.__file__).resolve().parents[1]  # the lookalike these tests import
+    full_env = {**os.environ, "PYTHONPATH": str(src), **(env or {})}
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lookalike", "serve", *args, "--host", "127.0.0.1", "--port", str(port)],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield _wait_ready(proc, f"http://127.0.0.1:{port}", log, timeout)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_ready(proc: subprocess.Popen, base: str, log, timeout: float) -> str:
+    def output() -> str:
+        log.seek(0)
+        return log.read().decode(errors="replace")[-4000:]
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}:\n{output()}")
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not answer /health within {timeout} s:\n{output()}")
+        time.sleep(0.2)

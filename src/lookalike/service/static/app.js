@@ -130,6 +130,9 @@
       cards.push(empty);
     }
     els.results.replaceChildren(...cards);
+    // on a phone the verdict sits below the photo: bring it into view
+    const top = els.verdict.getBoundingClientRect().top;
+    if (top > window.innerHeight * 0.6 || top < 0) els.verdict.scrollIntoView({ behavior: "smooth", block: "start" });
   }
 
   function card(n, best, threshold) {
@@ -148,7 +151,7 @@
     meta.className = "meta";
     const label = document.createElement("span");
     label.className = "label";
-    label.textContent = n.label;
+    appendBreakable(label, n.label);
     const distance = document.createElement("span");
     const inside = threshold !== null && n.distance !== null && n.distance <= threshold;
     distance.className = `distance${inside ? " inside" : ""}`;
@@ -157,6 +160,14 @@
     el.append(img, rank, meta);
     if (health && health.writes_enabled && apiKey()) el.append(removeButton(n));
     return el;
+  }
+
+  // long labels such as "Alphabet/character03" may wrap after each "/" instead of mid-word
+  function appendBreakable(el, text) {
+    text.split("/").forEach((part, i, parts) => {
+      el.append(part + (i < parts.length - 1 ? "/" : ""));
+      if (i < parts.length - 1) el.append(document.createElement("wbr"));
+    });
   }
 
   function removeButton(n) {
