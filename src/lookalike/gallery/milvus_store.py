@@ -391,32 +391,33 @@ class MilvusStore:
             columns = _merged_columns(self._columns, new[meta_cols], has_rows=self._count > 0)
             metas = _json_rows(new[meta_cols])
             start = self._committed
-            rows = [
-                {
-                    "id": new["id"].iat[i],
-                    "label": new["label"].iat[i],
-                    "path": new["path"].iat[i] or "",
-                    "seq": start + i,
-                    "meta": metas[i],
-                    "vector": x[i].tolist(),
-                }
-                for i in range(len(new))
-            ]
+            ids, labels, paths = new["id"].tolist(), new["label"].tolist(), new["path"].tolist()
             col = self.location.collection
             try:
-                for s in range(0, len(rows), _CHUNK):
-                    self._client.insert(col, rows[s : s + _CHUNK])
+                for s in range(0, len(new), _CHUNK):
+                    rows = [
+                        {
+                            "id": ids[i],
+                            "label": labels[i],
+                            "path": paths[i] or "",
+                            "seq": start + i,
+                            "meta": metas[i],
+                            "vector": x[i],
+                        }
+                        for i in range(s, min(s + _CHUNK, len(new)))
+                    ]
+                    self._client.insert(col, rows)
                 # the commit: one property update makes the rows visible, with their metadata dtypes
                 self._client.alter_collection_properties(
                     col,
-                    properties={_PROP_COLUMNS: json.dumps(columns), _PROP_COMMITTED: str(start + len(rows))},
+                    properties={_PROP_COLUMNS: json.dumps(columns), _PROP_COMMITTED: str(start + len(new))},
                 )
             except BaseException:
                 with contextlib.suppress(Exception):
                     self._drop_uncommitted()
                 raise
-            self._columns, self._committed = columns, start + len(rows)
-            self._count += len(rows)
+            self._columns, self._committed = columns, start + len(new)
+            self._count += len(new)
             return new["id"].tolist()
 
     def remove(self, ids: Sequence[str]) -> int:

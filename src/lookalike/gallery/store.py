@@ -308,8 +308,8 @@ def _is_missing(value: object) -> bool:
 
 def _clean_ids(column: pd.Series | None, n: int) -> np.ndarray:
     ids = np.empty(n, dtype=object)
-    for i in range(n):
-        value = None if column is None else column.iloc[i]
+    values = [None] * n if column is None else column.tolist()
+    for i, value in enumerate(values):
         if _is_missing(value) or (isinstance(value, str) and not value.strip()):
             ids[i] = uuid.uuid4().hex
         elif isinstance(value, float) and value.is_integer():
