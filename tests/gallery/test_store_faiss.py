@@ -150,3 +150,14 @@ def test_searches_from_threads_during_writes_see_whole_generations(tmp_path, uni
             t.join()
     assert not errors, errors
     assert sizes <= {100, 150, 200, 250, 300} and len(sizes) >= 2  # only published sizes
+
+
+def test_create_over_the_leftovers_of_an_interrupted_create(tmp_path, unit):
+    folder = tmp_path / "g"
+    folder.mkdir()
+    (folder / "index-000001.faiss").write_bytes(b"half")  # killed before the pointer existed
+    (folder / ".lock").write_text("")
+    with create_gallery(folder, GalleryHeader(embed_dim=D)) as store:
+        store.add(unit(3, D, seed=0), _items(3))
+    with open_gallery(folder) as again:
+        assert len(again) == 3

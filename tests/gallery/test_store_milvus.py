@@ -60,6 +60,12 @@ def test_index_factory_mapping():
         milvus_index_params("OPQ16,IVF64,PQ16")
 
 
+@pytest.mark.skipif(importlib.util.find_spec("pymilvus") is None, reason="pymilvus is not installed")
+def test_an_unreachable_server_is_a_clear_error():
+    with pytest.raises(GalleryError, match=r"cannot connect to Milvus at http://127\.0\.0\.1:1\b"):
+        open_gallery("milvus://127.0.0.1:1/products")
+
+
 @needs_lite
 def test_an_interrupted_add_stays_invisible_and_the_next_writer_drops_it(tmp_path, unit, monkeypatch):
     loc = f"milvus-lite:{tmp_path}/m.db#g"

@@ -130,6 +130,12 @@ def _read_pointer(folder: Path) -> dict[str, Any]:
     return pointer
 
 
+def _ours(name: str) -> bool:
+    """A file this store writes: what an interrupted create may leave in a folder without a pointer."""
+    temp = name.startswith(f".{POINTER_FILE}.") and name.endswith(".tmp")
+    return name == LOCK_FILE or temp or _GENERATION_FILE.match(name) is not None
+
+
 def _faiss_message(error: Exception) -> str:
     text = str(error).strip()
     if "failed: " in text:
@@ -264,7 +270,7 @@ class FaissFolderStore:
             raise GalleryError(
                 f"a gallery already exists at {folder}; pass overwrite=True (--overwrite) to replace it"
             )
-        if not exists and folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir()):
+        if not exists and folder.is_dir() and any(not _ours(p.name) for p in folder.iterdir()):
             raise GalleryError(
                 f"{folder} is a non-empty folder but not a gallery; choose a new or empty folder"
             )
@@ -537,7 +543,7 @@ class FaissFolderStore:
     def _cleanup(self, *, keep: set[int]) -> None:
         for path in self.folder.iterdir():
             match = _GENERATION_FILE.match(path.name)
-            stale_tmp = path.name.startswith(f".{POINTER_FILE}.") and path.name.endswith(".tmp")
+            stale_tmp = _ours(path.name) and path.name.endswith(".tmp")
             if stale_tmp or (match and int(match.group(2)) not in keep):
                 with contextlib.suppress(OSError):
                     path.unlink()
