@@ -349,7 +349,8 @@ class MilvusStore:
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), _CHUNK):
             chunk = unique[start : start + _CHUNK]
-            expr = f"id in {json.dumps(chunk)} and {self._visible()}"
+            # Milvus Lite has no expression templates: JSON string literals, with the characters as they are
+            expr = f"id in {json.dumps(chunk, ensure_ascii=False)} and {self._visible()}"
             for row in self._client.query(
                 self.location.collection, filter=expr, output_fields=[*fields, "id"]
             ):
@@ -432,7 +433,9 @@ class MilvusStore:
                     raise KeyError(f"unknown id {key!r}: no such item in gallery {self.location}")
             if not keys:
                 return 0
-            self._client.delete(self.location.collection, ids=keys)
+            for start in range(0, len(keys), _CHUNK):  # pymilvus' ids= does not escape quotes: our literal
+                chunk = json.dumps(keys[start : start + _CHUNK], ensure_ascii=False)
+                self._client.delete(self.location.collection, filter=f"id in {chunk}")
             self._count -= len(keys)
             return len(keys)
 
