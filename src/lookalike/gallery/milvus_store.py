@@ -377,11 +377,13 @@ class MilvusStore:
             new = prepare_items(items, x.shape[0], reserved=_RESERVED)
             if len(new) == 0:
                 return []
-            for value in new["id"]:
-                if len(value.encode()) > _MAX_ID:
-                    raise ValueError(
-                        f"id {value[:40]!r}... is longer than {_MAX_ID} bytes, the most Milvus stores"
-                    )
+            for column, limit in (("id", _MAX_ID), ("label", _MAX_LABEL), ("path", _MAX_PATH)):
+                for row, value in enumerate(new[column]):
+                    if value is not None and len(value.encode()) > limit:
+                        raise ValueError(
+                            f"items row {row}: the {column} {value[:40]!r}... is longer than {limit} bytes, "
+                            f"the most this Milvus gallery stores"
+                        )
             existing = self._get(new["id"].tolist(), ["id"])
             if existing:
                 dup = next(i for i in new["id"] if i in existing)
