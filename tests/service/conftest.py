@@ -21,8 +21,3 @@ def gallery_dir(gallery_case, tmp_path) -> Path:
     shutil.copytree(gallery_case.template, target)
     return target
 
-
-try:  # TEMPORARY until h5-store (the gallery store) is merged: remove then
-    import lookalike.gallery.store  # noqa: F401
-except ImportError:
-    collect_ignore_glob = ["test_service_*.py"]
