@@ -20,4 +20,3 @@ def gallery_dir(gallery_case, tmp_path) -> Path:
     target = tmp_path / "gallery"
     shutil.copytree(gallery_case.template, target)
     return target
-

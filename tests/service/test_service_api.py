@@ -274,6 +274,16 @@ def test_bad_uploads_get_clear_errors_and_the_server_stays_up(client, gallery_ca
     assert client.get("/health").json()["gallery_size"] == 18
 
 
+_MULTIPART = "multipart/form-data; boundary=BOUNDARY"
+
+
+def _multipart_chunks(payload: bytes):
+    yield b'--BOUNDARY\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+    for start in range(0, len(payload), 65536):
+        yield payload[start : start + 65536]
+    yield b"\r\n--BOUNDARY--\r\n"
+
+
 def test_uploads_over_the_limits_are_413(gallery_dir, gallery_case):
     _, path = gallery_case.other_images[0]
     big = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)))
@@ -285,6 +295,11 @@ def test_uploads_over_the_limits_are_413(gallery_dir, gallery_case):
         assert pixels.status_code == 413 and "105 x 105 = 11025 pixels" in pixels.json()["detail"]
         body = client.post("/search", files={"image": ("huge.png", big * 6, "image/png")})
         assert body.status_code == 413 and "request body is over the limit" in body.json()["detail"]
+        chunked = client.post(  # no Content-Length: counted while reading, refused past the limit
+            "/search", content=_multipart_chunks(b"\0" * 1_500_000), headers={"content-type": _MULTIPART}
+        )
+        assert chunked.request.headers.get("transfer-encoding") == "chunked"
+        assert chunked.status_code == 413 and "request body is over the limit" in chunked.json()["detail"]
         assert client.get("/health").status_code == 200
 
 

@@ -179,8 +179,8 @@ def create_app(settings: ServiceSettings, *, matcher: Matcher | None = None) -> 
         lifespan=lifespan,
     )
     app.state.service = None
-    app.middleware("http")(metrics.middleware)
     app.add_middleware(_BodyLimit, limit=settings.max_request_bytes)
+    app.middleware("http")(metrics.middleware)  # outermost: refused bodies are counted too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def get_state(request: Request) -> ServiceState:
