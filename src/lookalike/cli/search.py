@@ -98,11 +98,14 @@ def result_table(result) -> Table:
         details.append(f"margin {result.margin:+.4f}")
     title = f"{result.query}: {head}" + (f" ({', '.join(details)})" if details else "")
     table = Table(title=title, title_justify="left")
-    for name, justify in (("rank", "right"), ("id", "left"), ("label", "left"), ("distance", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    longest = max((len(n.label) for n in result.neighbours), default=5)
+    table.add_column("rank", justify="right")
+    table.add_column("label", no_wrap=True, min_width=min(max(longest, 5), 40))
+    table.add_column("distance", justify="right")
+    table.add_column("id", no_wrap=True, max_width=14, overflow="ellipsis")
     table.add_column("path", overflow="fold")
     for n in result.neighbours:
-        table.add_row(str(n.rank), n.id, n.label, f"{n.distance:.4f}", n.path or "")
+        table.add_row(str(n.rank), n.label, f"{n.distance:.4f}", n.id, n.path or "")
     if not result.neighbours:
         table.caption = "the gallery is empty"
     return table
