@@ -202,3 +202,26 @@ def test_milvus_lite_gallery_through_the_cli(built, tmp_path):
         np.testing.assert_allclose(
             [n["distance"] for n in a["neighbours"]], [n["distance"] for n in b["neighbours"]], atol=1e-4
         )
+
+
+def test_backbone_gallery_needs_its_weights_back(built, tmp_path):
+    """Transfer mode: the header records the backbone and image size but not the weights file."""
+    _, _, images, _ = built
+    torch.manual_seed(3)
+    weights = tmp_path / "convnet4.pt"
+    backbone = create_embedder_from("convnet4", image_size=16, head="identity", embed_dim=None).backbone
+    torch.save(backbone.state_dict(), weights)
+    gallery = tmp_path / "g"
+    r = invoke("index", "build", "--backbone", "convnet4", "--weights", weights, "--image-size", 16,
+               "--images", images, "--out", gallery, "--threshold", 0.05)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    query = images / "c4" / "0.png"
+    r = invoke("search", "--gallery", gallery, query, "--json")
+    assert r.exit_code == 1 and "--backbone convnet4 --weights FILE" in r.stderr and r.stderr.count("\n") == 1
+    r = invoke(
+        "search", "--gallery", gallery, query, "--json", "--backbone", "convnet4", "--weights", weights
+    )
+    assert r.exit_code == 0, r.output
+    record = json.loads(r.stdout)
+    assert record["decision"] == "match" and record["label"] == "c4"
+    assert record["neighbours"][0]["path"] == str(query.resolve())
