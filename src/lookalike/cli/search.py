@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from lookalike.cli.app import app
+
+if TYPE_CHECKING:
+    from lookalike.gallery.matcher import SearchResult
 
 __all__ = ["result_table", "search"]
 
@@ -83,7 +87,7 @@ def search(
         raise typer.Exit(1)
 
 
-def result_table(result) -> Table:
+def result_table(result: SearchResult) -> Table:
     """A rich table of one query's neighbours, titled with the decision."""
     style = _STYLE.get(result.decision, "")
     head = f"[{style}]{result.decision}[/{style}]"
