@@ -139,8 +139,7 @@ def calibrate_embeddings(
     ``query_ids``/``gallery_ids`` (integer row ids) keep an image that is both query and gallery
     from being its own nearest item. See the module doc for the procedure.
     """
-    if not 0.0 < target_far < 1.0 or math.isnan(target_far):
-        raise CalibrationError(f"target_far must be a rate in (0, 1), got {target_far!r}")
+    _check_rates(target_far, open_set_share)
     ql = np.asarray([str(x) for x in np.asarray(query_labels).tolist()], dtype=object)
     gl = np.asarray([str(x) for x in np.asarray(gallery_labels).tolist()], dtype=object)
     classes = sorted(set(ql.tolist()))
@@ -242,6 +241,7 @@ def calibrate_split(
     """
     from lookalike.embed import embed_frame
 
+    _check_rates(target_far, open_set_share)  # before the (slow) embedding
     query_rows, gallery_rows = split_rows(frame, split, queries)
     if len(query_rows) == 0 or len(gallery_rows) == 0:
         raise CalibrationError(
@@ -289,6 +289,13 @@ def store_calibration(checkpoint: str | Path, calibration: Calibration, *, out: 
     with atomic_path(out) as tmp:
         torch.save(payload, tmp)
     return Path(out)
+
+
+def _check_rates(target_far: float, open_set_share: float) -> None:
+    if not 0.0 < target_far < 1.0 or math.isnan(target_far):
+        raise CalibrationError(f"target_far must be a rate in (0, 1), got {target_far!r}")
+    if not 0.0 <= open_set_share < 1.0:
+        raise CalibrationError(f"open_set_share must be in [0, 1), got {open_set_share!r}")
 
 
 def _union(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
