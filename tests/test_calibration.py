@@ -191,3 +191,17 @@ def test_calibrate_split_errors(tmp_path):
         calibrate_split(model, frame[frame["label"] == "c0"])
     with pytest.raises(CalibrationError, match="queries must be 'all' or 'roles'"):
         calibrate_split(model, frame, queries="some")
+
+
+def test_calibrate_checkpoint_stores_in_place_and_summarises(tmp_path):
+    from lookalike.calibration import calibrate_checkpoint, summary
+
+    frame = _split_frame(tmp_path)
+    path = _model(tmp_path)
+    cal = calibrate_checkpoint(path, frame, target_far=0.2, seed=2)
+    model = load_inference_model(checkpoint=path)
+    assert model.threshold == cal.threshold and model.calibration["seed"] == 2
+    assert load_checkpoint(path).extra["epoch"] == 3  # the rest of extra is kept
+    record = summary(cal)
+    assert record["threshold"] == cal.threshold.value and record["far"] <= 0.2
+    assert all(isinstance(v, int | float | str) for v in record.values())

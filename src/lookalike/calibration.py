@@ -48,10 +48,12 @@ __all__ = [
     "DISTANCES",
     "Calibration",
     "CalibrationError",
+    "calibrate_checkpoint",
     "calibrate_embeddings",
     "calibrate_split",
     "held_out_classes",
     "store_calibration",
+    "summary",
 ]
 
 QueryMode = Literal["all", "roles"]
@@ -307,6 +309,56 @@ def store_calibration(checkpoint: str | Path, calibration: Calibration, *, out: 
     with atomic_path(out) as tmp:
         torch.save(payload, tmp)
     return Path(out)
+
+
+def calibrate_checkpoint(
+    checkpoint: str | Path,
+    frame: pd.DataFrame,
+    *,
+    split: str = "val",
+    target_far: float = 0.01,
+    open_set_share: float = 0.5,
+    seed: int = 0,
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+) -> Calibration:
+    """Calibrate the model of ``checkpoint`` on ``split`` of ``frame`` and store the result in the
+    checkpoint itself (atomically): what training does with ``best.pt`` at its end."""
+    from lookalike.models.inference import load_inference_model
+
+    _check_rates(target_far, open_set_share)
+    model = load_inference_model(checkpoint=checkpoint, device=device)
+    result = calibrate_split(
+        model,
+        frame,
+        split=split,
+        target_far=target_far,
+        open_set_share=open_set_share,
+        seed=seed,
+        batch_size=batch_size,
+        num_workers=num_workers,
+    )
+    store_calibration(checkpoint, result, out=checkpoint)
+    return result
+
+
+def summary(calibration: Calibration) -> dict[str, float | int | str]:
+    """The figures of a calibration as one flat record (for metrics.jsonl and reports)."""
+    c = calibration
+    return {
+        "threshold": c.threshold.value,
+        "far": c.far,
+        "tar": c.tar,
+        "target_far": c.target_far,
+        "tar_at_far": c.tar_at_far,
+        "roc_auc": c.roc_auc,
+        "eer": c.eer,
+        "n_genuine": c.n_genuine,
+        "n_impostor": c.n_impostor,
+        "n_open_set": c.n_open_set,
+        "distance": c.distance,
+    }
 
 
 def _check_rates(target_far: float, open_set_share: float) -> None:
