@@ -349,7 +349,8 @@ class MilvusStore:
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), _CHUNK):
             chunk = unique[start : start + _CHUNK]
-            expr = f"id in {json.dumps(chunk)} and {self._visible()}"
+            # Milvus Lite has no expression templates: JSON string literals, with the characters as they are
+            expr = f"id in {json.dumps(chunk, ensure_ascii=False)} and {self._visible()}"
             for row in self._client.query(
                 self.location.collection, filter=expr, output_fields=[*fields, "id"]
             ):
@@ -376,11 +377,13 @@ class MilvusStore:
             new = prepare_items(items, x.shape[0], reserved=_RESERVED)
             if len(new) == 0:
                 return []
-            for value in new["id"]:
-                if len(value.encode()) > _MAX_ID:
-                    raise ValueError(
-                        f"id {value[:40]!r}... is longer than {_MAX_ID} bytes, the most Milvus stores"
-                    )
+            for column, limit in (("id", _MAX_ID), ("label", _MAX_LABEL), ("path", _MAX_PATH)):
+                for row, value in enumerate(new[column]):
+                    if value is not None and len(value.encode()) > limit:
+                        raise ValueError(
+                            f"items row {row}: the {column} {value[:40]!r}... is longer than {limit} bytes, "
+                            f"the most this Milvus gallery stores"
+                        )
             existing = self._get(new["id"].tolist(), ["id"])
             if existing:
                 dup = next(i for i in new["id"] if i in existing)
@@ -391,32 +394,33 @@ class MilvusStore:
             columns = _merged_columns(self._columns, new[meta_cols], has_rows=self._count > 0)
             metas = _json_rows(new[meta_cols])
             start = self._committed
-            rows = [
-                {
-                    "id": new["id"].iat[i],
-                    "label": new["label"].iat[i],
-                    "path": new["path"].iat[i] or "",
-                    "seq": start + i,
-                    "meta": metas[i],
-                    "vector": x[i].tolist(),
-                }
-                for i in range(len(new))
-            ]
+            ids, labels, paths = new["id"].tolist(), new["label"].tolist(), new["path"].tolist()
             col = self.location.collection
             try:
-                for s in range(0, len(rows), _CHUNK):
-                    self._client.insert(col, rows[s : s + _CHUNK])
+                for s in range(0, len(new), _CHUNK):
+                    rows = [
+                        {
+                            "id": ids[i],
+                            "label": labels[i],
+                            "path": paths[i] or "",
+                            "seq": start + i,
+                            "meta": metas[i],
+                            "vector": x[i],
+                        }
+                        for i in range(s, min(s + _CHUNK, len(new)))
+                    ]
+                    self._client.insert(col, rows)
                 # the commit: one property update makes the rows visible, with their metadata dtypes
                 self._client.alter_collection_properties(
                     col,
-                    properties={_PROP_COLUMNS: json.dumps(columns), _PROP_COMMITTED: str(start + len(rows))},
+                    properties={_PROP_COLUMNS: json.dumps(columns), _PROP_COMMITTED: str(start + len(new))},
                 )
             except BaseException:
                 with contextlib.suppress(Exception):
                     self._drop_uncommitted()
                 raise
-            self._columns, self._committed = columns, start + len(rows)
-            self._count += len(rows)
+            self._columns, self._committed = columns, start + len(new)
+            self._count += len(new)
             return new["id"].tolist()
 
     def remove(self, ids: Sequence[str]) -> int:
@@ -431,7 +435,9 @@ class MilvusStore:
                     raise KeyError(f"unknown id {key!r}: no such item in gallery {self.location}")
             if not keys:
                 return 0
-            self._client.delete(self.location.collection, ids=keys)
+            for start in range(0, len(keys), _CHUNK):  # pymilvus' ids= does not escape quotes: our literal
+                chunk = json.dumps(keys[start : start + _CHUNK], ensure_ascii=False)
+                self._client.delete(self.location.collection, filter=f"id in {chunk}")
             self._count -= len(keys)
             return len(keys)
 
