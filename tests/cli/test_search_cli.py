@@ -81,7 +81,7 @@ def test_json_lines_one_record_per_query(built):
     r = invoke("search", "--gallery", gallery, *queries, "--k", 4, "--json")
     assert r.exit_code == 0, r.output
     records = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [x["query"] for x in records] == ["0.png", "2.png"]
+    assert [x["query"] for x in records] == [str(q) for q in queries]
     for record, query in zip(records, queries, strict=True):
         assert record["decision"] == "match" and record["label"] == query.parent.name
         assert [n["rank"] for n in record["neighbours"]] == [1, 2, 3, 4]
@@ -113,8 +113,8 @@ def test_bad_queries_are_named_and_the_others_still_answer(built, tmp_path):
     records = [json.loads(line) for line in r.stdout.splitlines()]
     assert [x["decision"] for x in records] == ["match", "error", "error", "match"]
     errors = r.stderr.splitlines()
-    assert errors[0].startswith("error: query notes.txt:") and errors[1].startswith(
-        "error: query broken.png:"
+    assert errors[0].startswith(f"error: query {tmp_path / 'notes.txt'}:") and errors[1].startswith(
+        f"error: query {tmp_path / 'broken.png'}:"
     )
     assert errors[-1] == "error: 2 of 4 queries could not be read"
     table = invoke("search", "--gallery", gallery, *queries)

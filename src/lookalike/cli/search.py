@@ -71,7 +71,8 @@ def search(
                 highlight=False,
                 soft_wrap=True,
             )
-        results = matcher.search([str(q) for q in queries], k)
+        paths = [str(q) for q in queries]
+        results = matcher.search(paths, k, names=paths)  # named as given: unique, and scripts can join on it
     out = Console(soft_wrap=True)
     failed = 0
     for result in results:
