@@ -10,12 +10,15 @@ changes both."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from lookalike.data import ManifestDataset, build_transform, to_rgb
+from lookalike._io import atomic_path
+from lookalike.data import IMAGE_EXTENSIONS, ManifestDataset, build_transform, to_rgb
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,7 +28,18 @@ if TYPE_CHECKING:
     from lookalike.models import Embedder, Preprocessing
     from lookalike.models.inference import InferenceModel
 
-__all__ = ["embed_frame", "embed_images", "eval_transform"]
+__all__ = [
+    "CARRIED_COLUMNS",
+    "embed_frame",
+    "embed_frame_distributed",
+    "embed_images",
+    "embeddings_frame",
+    "eval_transform",
+    "list_images",
+    "read_embeddings",
+    "shard_rows",
+    "write_embeddings",
+]
 
 
 def eval_transform(prep: Preprocessing) -> v2.Compose:
@@ -45,10 +59,12 @@ def embed_frame(
     features_only: bool = False,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Embed every row of ``frame`` (``path`` column) with the eval transform of the embedder's
-    preprocessing. Returns (N, embed_dim) float32 on the CPU, in row order; with
+    """Embed every row of ``frame`` (``path`` column; ``label`` optional) with :func:`eval_transform`
+    of the embedder's preprocessing. Returns (N, embed_dim) float32 on the CPU, in row order; with
     ``features_only`` the pooled backbone features (N, feature_dim) instead."""
     transform = eval_transform(embedder.preprocessing)
+    if "label" not in frame.columns:  # unlabelled images (a folder): the dataset needs some label
+        frame = frame.assign(label="")
     dataset = ManifestDataset(frame, transform=transform)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     device = torch.device(device)
@@ -118,3 +134,150 @@ def embed_images(
     if not outputs:
         return torch.empty(0, embedder.embed_dim)
     return torch.cat(outputs)
+
+
+#: Columns of the manifest that ``lookalike embed`` copies into its output, when present.
+CARRIED_COLUMNS: tuple[str, ...] = ("id", "label", "split", "role")
+EMBEDDINGS_FORMAT_VERSION = 1
+_PARQUET_META_KEY = b"lookalike"
+
+
+def list_images(root: str | Path) -> pd.DataFrame:
+    """Every image file below ``root`` (recursive, sorted, hidden files skipped) as a frame with one
+    column ``path`` (absolute). Raises FileNotFoundError / ValueError when there is none."""
+    import pandas as pd
+
+    from lookalike.data import is_image_file
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such folder: {root}")
+    paths = sorted(
+        str(p.resolve())
+        for p in root.rglob("*")
+        if p.is_file()
+        and is_image_file(p)
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    if not paths:
+        raise ValueError(f"no image files under {root} (looked for {sorted(IMAGE_EXTENSIONS)})")
+    return pd.DataFrame({"path": paths})
+
+
+def shard_rows(n: int, rank: int, world_size: int) -> range:
+    """The contiguous rows of ``n`` that rank ``rank`` of ``world_size`` embeds (sizes differ by <= 1)."""
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (1 if rank < extra else 0))
+
+
+def embed_frame_distributed(
+    embedder: Embedder,
+    frame: pd.DataFrame,
+    *,
+    rank: int,
+    world_size: int,
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+    amp: bool = False,
+    progress: bool = False,
+) -> torch.Tensor | None:
+    """Under ``torchrun`` (process group started): each rank embeds its :func:`shard_rows` of
+    ``frame``; rank 0 returns all (N, D) embeddings in row order, the other ranks None. With
+    ``world_size`` 1 it is :func:`embed_frame`."""
+    rows = shard_rows(len(frame), rank, world_size)
+    local = embed_frame(
+        embedder,
+        frame.iloc[rows.start : rows.stop],
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        amp=amp,
+        progress=progress,
+    )
+    if world_size == 1:
+        return local
+    import torch.distributed as dist
+
+    parts: list[torch.Tensor] | None = [None] * world_size if rank == 0 else None  # type: ignore[list-item]
+    dist.gather_object(local, parts, dst=0)
+    if rank != 0:
+        return None
+    assert parts is not None
+    return torch.cat(parts)
+
+
+def embeddings_frame(frame: pd.DataFrame, embeddings: torch.Tensor | np.ndarray) -> pd.DataFrame:
+    """The table ``lookalike embed`` writes: ``path``, then those of :data:`CARRIED_COLUMNS` the frame
+    has (``id``, ``label``, ``split``, ``role``), ``row`` (the frame's index: the manifest row), and
+    ``embedding`` ((D,) float32 per row)."""
+    import pandas as pd
+
+    emb = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32))
+    if emb.ndim != 2 or emb.shape[0] != len(frame):
+        raise ValueError(f"embeddings must be ({len(frame)}, D) for {len(frame)} rows, got {emb.shape}")
+    out = pd.DataFrame({"path": frame["path"].astype(str).to_numpy()})
+    for column in CARRIED_COLUMNS:
+        if column in frame.columns:
+            out[column] = frame[column].to_numpy()
+    out["row"] = frame.index.to_numpy()
+    out["embedding"] = list(emb)
+    return out
+
+
+def write_embeddings(
+    table: pd.DataFrame, path: str | Path, *, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write :func:`embeddings_frame`'s table as Parquet, atomically. The embedding column is a
+    fixed-size list of float32; ``metadata`` (the model's fingerprint, source, preprocessing, distance;
+    plain JSON types) is kept in the file's schema metadata under ``lookalike``
+    (:func:`read_embeddings` returns it)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.suffix.lower() != ".parquet":
+        raise ValueError(f"the embeddings file must end in .parquet, got {path.name!r}")
+    emb = (
+        np.stack(table["embedding"].to_list()).astype(np.float32)
+        if len(table)
+        else np.zeros((0, 0), np.float32)
+    )
+    dim = emb.shape[1] if emb.ndim == 2 and len(table) else int((metadata or {}).get("embed_dim", 0))
+    columns = table.drop(columns=["embedding"])
+    arrow = pa.Table.from_pandas(columns, preserve_index=False)
+    values = pa.array(emb.reshape(-1), type=pa.float32())
+    arrow = arrow.append_column("embedding", pa.FixedSizeListArray.from_arrays(values, dim))
+    meta = {"format_version": EMBEDDINGS_FORMAT_VERSION, "embed_dim": dim, **(metadata or {})}
+    schema_meta = dict(arrow.schema.metadata or {})
+    schema_meta[_PARQUET_META_KEY] = json.dumps(meta).encode()
+    arrow = arrow.replace_schema_metadata(schema_meta)
+    with atomic_path(path, suffix=".parquet") as tmp:
+        pq.write_table(arrow, tmp)
+    return path
+
+
+def read_embeddings(path: str | Path) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
+    """Read a file written by ``lookalike embed``: (the table without the embedding column,
+    (N, D) float32 embeddings, the metadata dict; empty when the file has none)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such embeddings file: {path}")
+    arrow = pq.read_table(path)
+    if "embedding" not in arrow.column_names:
+        raise ValueError(f"{path} has no 'embedding' column; columns: {arrow.column_names}")
+    raw = (arrow.schema.metadata or {}).get(_PARQUET_META_KEY)
+    meta = json.loads(raw) if raw else {}
+    column = arrow.column("embedding").combine_chunks()
+    if len(column) == 0:
+        emb = np.zeros((0, int(meta.get("embed_dim", 0))), np.float32)
+    else:
+        emb = np.stack([np.asarray(v, dtype=np.float32) for v in column.to_pylist()])
+    return arrow.drop(["embedding"]).to_pandas(), emb, meta

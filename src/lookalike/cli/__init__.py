@@ -3,11 +3,15 @@
 Each command module registers its commands on :data:`lookalike.cli.app.app` when imported.
 """
 
+from lookalike.cli import calibrate as _calibrate  # noqa: F401  (registers calibrate)
 from lookalike.cli import data as _data  # noqa: F401  (registers manifest, split)
-from lookalike.cli import evaluate as _evaluate  # noqa: F401  (registers evaluate-embeddings)
+from lookalike.cli import embed as _embed  # noqa: F401  (registers embed)
+from lookalike.cli import evaluate as _evaluate  # noqa: F401  (registers evaluate, evaluate-embeddings)
+from lookalike.cli import index as _index  # noqa: F401  (registers index build/add/remove/info/set-threshold)
 from lookalike.cli import models as _models  # noqa: F401  (registers backbones)
+from lookalike.cli import search as _search  # noqa: F401  (registers search)
 from lookalike.cli import serve as _serve  # noqa: F401  (registers serve)
-from lookalike.cli import train as _train  # noqa: F401  (registers train, evaluate)
+from lookalike.cli import train as _train  # noqa: F401  (registers train)
 from lookalike.cli.app import app
 
 __all__ = ["app", "main"]

@@ -1,6 +1,11 @@
-"""``lookalike evaluate-embeddings``: retrieval metrics over saved embeddings.
+"""``lookalike evaluate`` (a model on a split manifest) and ``lookalike evaluate-embeddings``
+(retrieval metrics over saved embeddings).
 
-Also the pieces that ``lookalike evaluate --checkpoint`` reuses: :func:`metrics_table` (a rich
+``lookalike evaluate --checkpoint CKPT --manifest SPLIT.csv`` measures a trained model;
+``lookalike evaluate --backbone NAME [--weights FILE] --manifest SPLIT.csv`` the frozen pretrained
+backbone: the transfer-learning baseline of a data set in one command.
+
+Also the pieces both reuse: :func:`metrics_table` (a rich
 table of the metrics by k), :func:`report_payload` (the JSON document) and
 :func:`write_json_atomic`, and :func:`show_and_save_report` that does all three.
 
@@ -8,7 +13,9 @@ Accepted inputs (one row per item):
 
 - ``.parquet`` / ``.csv``: an embedding column (a list per row; for CSV, columns
   ``<embedding-column>_0``, ``_1``, ...), a label column, optionally a role column
-  (``query``, ``gallery`` or ``both``) and an id column.
+  (``query``, ``gallery`` or ``both``; a split manifest's ``query+gallery`` means ``both`` and its
+  ``train`` rows are left out), a split column (choose one split with ``--split``) and an id
+  column. ``lookalike embed`` writes this form.
 - ``.npz``: arrays ``embeddings`` (N, D), ``labels`` (N,), optionally ``roles`` and ``ids``.
 - ``.npy``: the (N, D) embeddings, with ``--labels`` (and optionally ``--roles``) given as
   ``.npy`` or one-value-per-line text files.
@@ -32,6 +39,15 @@ from rich.console import Console
 from rich.table import Table
 
 from lookalike._io import atomic_write_text
+from lookalike.cli._model_options import (
+    BackboneOption,
+    CheckpointOption,
+    DeviceOption,
+    ImageSizeOption,
+    ModelOptions,
+    PretrainedOption,
+    WeightsOption,
+)
 from lookalike.cli.app import app
 from lookalike.metrics.retrieval import RetrievalReport, retrieval_metrics
 
@@ -45,7 +61,7 @@ __all__ = [
     "write_json_atomic",
 ]
 
-_ROLES = ("query", "gallery", "both")
+_ROLES = ("query", "gallery", "both", "query+gallery", "train")
 _PER_K = ("hit_rate", "recall", "precision", "map")
 
 
@@ -132,8 +148,14 @@ def load_embeddings(
     label_column: str = "label",
     role_column: str = "role",
     id_column: str = "id",
+    split: str | None = None,
+    split_column: str = "split",
 ) -> EmbeddingTable:
-    """Read embeddings, labels and optional roles/ids from ``.parquet``, ``.csv``, ``.npz`` or ``.npy``."""
+    """Read embeddings, labels and optional roles/ids from ``.parquet``, ``.csv``, ``.npz`` or ``.npy``.
+
+    ``split``: keep only the rows whose ``split_column`` is this (parquet/csv). A file whose split
+    column holds several splits must be given one (evaluating val and test together would mix them).
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such embeddings file: {p}")
@@ -143,7 +165,11 @@ def load_embeddings(
             raise ValueError(
                 f"--labels/--roles are for .npy files; {p.name} has {label_column!r}/{role_column!r}"
             )
-        table = _read_frame(p, embedding_column, label_column, role_column, id_column)
+        table = _read_frame(p, embedding_column, label_column, role_column, id_column, split, split_column)
+    elif split is not None:
+        raise ValueError(
+            f"--split selects rows of a .parquet/.csv file with a {split_column!r} column, not {p.name}"
+        )
     elif suffix == ".npz":
         if labels is not None or roles is not None:
             raise ValueError(
@@ -187,13 +213,14 @@ def evaluate_embeddings(
             emb, table.labels, ks=ks, distance=distance, leave_one_out=True, backend=backend
         )  # type: ignore[arg-type]
     roles = table.roles.astype(str)
-    is_q = (roles == "query") | (roles == "both")
-    is_g = (roles == "gallery") | (roles == "both")
+    both = (roles == "both") | (roles == "query+gallery")
+    is_q = (roles == "query") | both
+    is_g = (roles == "gallery") | both
     if not is_q.any() or not is_g.any():
         raise ValueError(f"roles must include queries and gallery items; found {sorted(set(roles.tolist()))}")
     ids = table.ids if table.ids is not None else np.arange(len(roles))
     kw: dict[str, Any] = {}
-    if (roles == "both").any():
+    if both.any():
         kw = {"query_ids": ids[is_q], "gallery_ids": ids[is_g]}
     return retrieval_metrics(
         emb[is_q],
@@ -230,6 +257,9 @@ def evaluate_embeddings_command(
     label_column: str = typer.Option("label", help="Label column (parquet/csv)."),
     role_column: str = typer.Option("role", help="Role column (parquet/csv), optional."),
     id_column: str = typer.Option("id", help="Row id column (parquet/csv), optional."),
+    split: str | None = typer.Option(
+        None, "--split", help="Only the rows of this split (parquet/csv with a split column)."
+    ),
 ) -> None:
     """Retrieval metrics (hit rate, recall, precision, MAP at k; MAP@R; R-precision) of saved embeddings."""
     try:
@@ -242,6 +272,7 @@ def evaluate_embeddings_command(
             label_column=label_column,
             role_column=role_column,
             id_column=id_column,
+            split=split,
         )
         report = evaluate_embeddings(table, ks=k_values, distance=distance, backend=backend)
     except (ValueError, FileNotFoundError, ImportError) as e:
@@ -257,6 +288,68 @@ def evaluate_embeddings_command(
     )
 
 
+@app.command("evaluate")
+def evaluate(
+    checkpoint: CheckpointOption = None,
+    backbone: BackboneOption = None,
+    weights: WeightsOption = None,
+    image_size: ImageSizeOption = None,
+    pretrained: PretrainedOption = False,
+    manifest: Path = typer.Option(..., "--manifest", help="A split manifest (from `lookalike split`)."),
+    split: str = typer.Option("test", "--split", help="Which split's query/gallery rows to evaluate."),
+    ks: str = typer.Option("1,10,50,1000", "--ks", help="Comma-separated cut-offs k."),
+    distance: str = typer.Option(
+        "euclidean", "--distance", help="euclidean, squared_euclidean, cosine or dot."
+    ),
+    batch_size: int = typer.Option(128, "--batch-size", min=1),
+    device: DeviceOption = "auto",
+    out: Path | None = typer.Option(None, "--out", help="Write the metrics as JSON here."),
+) -> None:
+    """Embed a split's queries and gallery with a checkpoint, or a frozen backbone (--backbone: the
+    transfer-learning baseline), and print the retrieval metrics."""
+    from lookalike.data import read_manifest
+    from lookalike.distances import create_distance
+    from lookalike.training import evaluate_split, split_frames
+
+    options = ModelOptions(checkpoint, backbone, weights, image_size, pretrained)
+    try:
+        options.check()
+        cutoffs = parse_ks(ks)
+        dist = create_distance(distance)
+        frame = read_manifest(manifest)
+        queries, gallery = split_frames(frame, split)
+        if len(queries) == 0:
+            splits = sorted(frame["split"].dropna().unique()) if "split" in frame.columns else []
+            raise ValueError(f"split {split!r} has no query rows in {manifest}; splits present: {splits}")
+        model = options.load(device)
+        report = evaluate_split(
+            model.embedder,
+            queries,
+            gallery,
+            ks=cutoffs,
+            distance=dist,
+            device=model.device,
+            batch_size=batch_size,
+            progress=True,
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    show_and_save_report(
+        report,
+        output=out,
+        title=f"{options.describe()} on {manifest} [{split}]",
+        extra={
+            "model": model.source,
+            "model_fingerprint": model.fingerprint,
+            "manifest": str(manifest),
+            "split": split,
+            "distance": distance,
+            **({"checkpoint": str(checkpoint)} if checkpoint is not None else {}),
+        },
+    )
+
+
 def parse_ks(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(x) for x in text.split(",") if x.strip())
@@ -267,10 +360,23 @@ def parse_ks(text: str) -> tuple[int, ...]:
     return values
 
 
-def _read_frame(p: Path, emb_col: str, label_col: str, role_col: str, id_col: str) -> EmbeddingTable:
+def _read_frame(
+    p: Path, emb_col: str, label_col: str, role_col: str, id_col: str, split: str | None, split_col: str
+) -> EmbeddingTable:
     import pandas as pd
 
     df = pd.read_parquet(p) if p.suffix.lower() == ".parquet" else pd.read_csv(p)
+    present = sorted(df[split_col].dropna().astype(str).unique()) if split_col in df.columns else []
+    if split is not None:
+        if split_col not in df.columns:
+            raise ValueError(
+                f"--split {split}: {p.name} has no {split_col!r} column; columns: {list(df.columns)}"
+            )
+        df = df[df[split_col].astype(str) == split]
+        if len(df) == 0:
+            raise ValueError(f"{p.name} has no rows of split {split!r}; splits present: {present}")
+    elif len(present) > 1:
+        raise ValueError(f"{p.name} holds the splits {present}; evaluate one of them with --split NAME")
     if label_col not in df.columns:
         raise ValueError(f"{p.name} has no label column {label_col!r}; columns: {list(df.columns)}")
     if emb_col in df.columns:

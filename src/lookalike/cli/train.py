@@ -1,4 +1,4 @@
-"""``lookalike train`` and ``lookalike evaluate`` (a checkpoint on a split manifest)."""
+"""``lookalike train``."""
 
 from __future__ import annotations
 
@@ -48,59 +48,3 @@ def train(
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from None
-
-
-@app.command("evaluate")
-def evaluate(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A lookalike checkpoint (.pt)."),
-    manifest: Path = typer.Option(..., "--manifest", help="A split manifest (from `lookalike split`)."),
-    split: str = typer.Option("test", "--split", help="Which split's query/gallery rows to evaluate."),
-    ks: str = typer.Option("1,10,50,1000", "--ks", help="Comma-separated cut-offs k."),
-    distance: str = typer.Option(
-        "euclidean", "--distance", help="euclidean, squared_euclidean, cosine or dot."
-    ),
-    batch_size: int = typer.Option(128, "--batch-size"),
-    device: str = typer.Option("auto", "--device"),
-    out: Path | None = typer.Option(None, "--out", help="Write the metrics as JSON here."),
-) -> None:
-    """Embed a split's queries and gallery with a checkpoint and print the retrieval metrics."""
-    from lookalike.cli.evaluate import parse_ks, show_and_save_report
-    from lookalike.data import read_manifest
-    from lookalike.distances import create_distance
-    from lookalike.models import load_checkpoint
-    from lookalike.training import evaluate_split, resolve_device, split_frames
-
-    try:
-        dev = resolve_device(device)
-        cutoffs = parse_ks(ks)
-        ckpt = load_checkpoint(checkpoint, map_location="cpu")
-        frame = read_manifest(manifest)
-        queries, gallery = split_frames(frame, split)
-        if len(queries) == 0:
-            splits = sorted(frame["split"].dropna().unique()) if "split" in frame.columns else []
-            raise ValueError(f"split {split!r} has no query rows in {manifest}; splits present: {splits}")
-        report = evaluate_split(
-            ckpt.embedder.to(dev),
-            queries,
-            gallery,
-            ks=cutoffs,
-            distance=create_distance(distance),
-            device=dev,
-            batch_size=batch_size,
-            progress=True,
-        )
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from None
-    show_and_save_report(
-        report,
-        output=out,
-        title=f"{checkpoint} on {manifest} [{split}]",
-        console=console,
-        extra={
-            "checkpoint": str(checkpoint),
-            "manifest": str(manifest),
-            "split": split,
-            "distance": distance,
-        },
-    )

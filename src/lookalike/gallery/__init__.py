@@ -1,6 +1,7 @@
 """The gallery: a persistent, searchable set of embeddings (FAISS folder or Milvus), see
 :mod:`lookalike.gallery.store`."""
 
+from lookalike.gallery.matcher import Matcher, Neighbour, SearchResult
 from lookalike.gallery.store import (
     GalleryError,
     GalleryHeader,
@@ -17,6 +18,9 @@ __all__ = [
     "GalleryHeader",
     "GalleryLockedError",
     "GalleryStore",
+    "Matcher",
+    "Neighbour",
+    "SearchResult",
     "check_model",
     "create_gallery",
     "index_recall",

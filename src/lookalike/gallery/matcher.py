@@ -224,22 +224,29 @@ class Matcher:
         checkpoint: str | Path | None = None,
         backbone: str | None = None,
         weights: str | Path | None = None,
-        device: str = "cpu",
+        device: str | Any = "cpu",
         writable: bool = False,
         batch_size: int = 64,
         threshold: float | None = None,
     ) -> Matcher:
         """Open the gallery at ``gallery`` (a folder, ``milvus-lite:PATH.db``, ``milvus://...``)
         with its model: ``checkpoint`` or ``backbone`` [+ ``weights``] when given, else the one
-        its header names (``model_source``)."""
+        its header names (``model_source``; a backbone's weights file is not recorded, give it).
+        ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``writable`` takes the writer lock
+        (for :meth:`add` / :meth:`remove`)."""
         from lookalike.gallery import GalleryError, open_gallery
         from lookalike.models.inference import load_inference_model
 
         if checkpoint is not None and backbone is not None:
             raise ValueError("give either checkpoint or backbone, not both")
+        if str(device) == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         store = open_gallery(gallery, writable=writable)
         try:
-            if checkpoint is None and backbone is None:
+            from_header = checkpoint is None and backbone is None
+            if from_header:
                 checkpoint, backbone = _model_from_source(store.header.model_source, gallery)
             image_size = None
             if backbone is not None and store.header.preprocessing:
@@ -257,6 +264,12 @@ class Matcher:
                     f"cannot load the model of gallery {str(gallery)!r}: {exc}; give the model with "
                     "--checkpoint CKPT (or --backbone NAME [--weights FILE])"
                 ) from None
+            recorded = store.header.model_fingerprint
+            if from_header and backbone is not None and recorded not in (None, model.fingerprint):
+                raise GalleryError(
+                    f"gallery {str(gallery)!r} was built with the backbone {backbone} and weights it does "
+                    f"not record; give them: --backbone {backbone} --weights FILE (Python: weights=PATH)"
+                )
             return cls(store, model, batch_size=batch_size, threshold=threshold)
         except BaseException:
             store.close()
@@ -291,6 +304,13 @@ class Matcher:
         _check_k(k)
         images = list(images)
         names = _names(images, names)
+        results: list[SearchResult] = []
+        chunk = max(self.batch_size, 256)  # images held decoded at once: bounded memory for long lists
+        for start in range(0, len(images), chunk):
+            results.extend(self._search_chunk(images[start : start + chunk], names[start : start + chunk], k))
+        return results
+
+    def _search_chunk(self, images: list[Any], names: list[str], k: int) -> list[SearchResult]:
         results: list[SearchResult | None] = [None] * len(images)
         readable: list[Image.Image] = []
         positions: list[int] = []

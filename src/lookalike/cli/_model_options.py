@@ -1,0 +1,155 @@
+"""The model options shared by every command that embeds images: a trained ``--checkpoint`` or, in
+transfer-learning mode, a frozen pretrained ``--backbone NAME [--weights FILE] [--image-size N]
+[--pretrained]``. Used by ``evaluate``, ``embed``, ``calibrate`` and ``index build``.
+
+In a command::
+
+    @app.command("embed")
+    def embed(
+        checkpoint: CheckpointOption = None,
+        backbone: BackboneOption = None,
+        weights: WeightsOption = None,
+        image_size: ImageSizeOption = None,
+        pretrained: PretrainedOption = False,
+        device: DeviceOption = "auto",
+        ...
+    ):
+        options = ModelOptions(checkpoint, backbone, weights, image_size, pretrained)
+        model = options.load(device)  # ValueError / FileNotFoundError / RuntimeError: a clear message
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    import torch
+
+    from lookalike.models.inference import InferenceModel
+
+__all__ = [
+    "BackboneOption",
+    "CheckpointOption",
+    "DeviceOption",
+    "ImageSizeOption",
+    "ModelOptions",
+    "PretrainedOption",
+    "WeightsOption",
+    "resolve_cli_device",
+]
+
+CheckpointOption = Annotated[
+    Path | None,
+    typer.Option("--checkpoint", help="A lookalike checkpoint (.pt) from `lookalike train`."),
+]
+BackboneOption = Annotated[
+    str | None,
+    typer.Option(
+        "--backbone",
+        help="Transfer mode instead of --checkpoint: a frozen pretrained backbone (timm name or alias such "
+        "as dinov2_vits14; see `lookalike backbones`), its pooled features as the embedding.",
+    ),
+]
+WeightsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights", help="With --backbone: a local .safetensors/.pt file of its weights (timm key names)."
+    ),
+]
+ImageSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--image-size", min=1, help="With --backbone: input size in pixels (default: the backbone's)."
+    ),
+]
+PretrainedOption = Annotated[
+    bool,
+    typer.Option(
+        "--pretrained",
+        help="With --backbone: download its pretrained weights through timm (needs the network; offline, "
+        "use --weights FILE).",
+    ),
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto (cuda when available), cpu, cuda, cuda:N.")]
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What the user chose on the command line; :meth:`load` checks and loads it."""
+
+    checkpoint: Path | None = None
+    backbone: str | None = None
+    weights: Path | None = None
+    image_size: int | None = None
+    pretrained: bool = False
+
+    def check(self) -> None:
+        """Raise ValueError, in command-line words, unless exactly one model is chosen consistently."""
+        if self.checkpoint is None and self.backbone is None:
+            raise ValueError(
+                "choose a model: --checkpoint CKPT (trained) or --backbone NAME [--weights FILE] (frozen)"
+            )
+        if self.checkpoint is not None and self.backbone is not None:
+            raise ValueError("--checkpoint and --backbone both choose the model; give one of them")
+        if self.checkpoint is not None:
+            given = [
+                flag
+                for flag, value in (
+                    ("--weights", self.weights),
+                    ("--image-size", self.image_size),
+                    ("--pretrained", self.pretrained or None),
+                )
+                if value is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} go with --backbone; a checkpoint holds its own weights and "
+                    "preprocessing"
+                )
+        if self.pretrained and self.weights is not None:
+            raise ValueError("--pretrained (download) and --weights FILE both give weights; choose one")
+
+    def describe(self) -> str:
+        """A short human name of the model, for titles and logs."""
+        if self.checkpoint is not None:
+            return str(self.checkpoint)
+        weights = f" ({self.weights.name})" if self.weights is not None else ""
+        weights = " (pretrained)" if self.pretrained else weights or " (random init)"
+        return f"{self.backbone}{weights}"
+
+    def load(self, device: str | torch.device = "auto") -> InferenceModel:
+        """:func:`lookalike.models.load_inference_model` for these options on ``device``
+        (``auto``: CUDA when available)."""
+        from lookalike.models.inference import load_inference_model
+
+        self.check()
+        return load_inference_model(
+            checkpoint=self.checkpoint,
+            backbone=self.backbone,
+            weights=self.weights,
+            image_size=self.image_size,
+            pretrained=self.pretrained,
+            device=resolve_cli_device(device),
+        )
+
+
+def resolve_cli_device(name: str | torch.device, *, local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else CPU; a named CUDA device that is
+    not there raises RuntimeError."""
+    import torch
+
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name!r} but CUDA is not available here; use cpu or auto")
+    return device
