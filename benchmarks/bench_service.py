@@ -39,7 +39,8 @@ DATA = REPO.parent / "shared" / "data" / "omniglot-small"
 def build_gallery(root: Path, *, backbone: str, image_size: int, items: int) -> tuple[Path, list[Path]]:
     """A folder gallery of ``items`` omniglot images (3 per class) embedded by a random-init
     ``backbone``; returns it and query images (the 4th image of each class)."""
-    from lookalike.gallery import GalleryHeader, create_gallery
+    from lookalike.gallery import create_gallery
+    from lookalike.gallery.indexing import gallery_header
     from lookalike.gallery.matcher import Matcher
     from lookalike.models import create_embedder_from, save_checkpoint
     from lookalike.models.inference import load_inference_model
@@ -59,14 +60,7 @@ def build_gallery(root: Path, *, backbone: str, image_size: int, items: int) -> 
     embedder = create_embedder_from(backbone, image_size=image_size, embed_dim=128)
     checkpoint = save_checkpoint(root / "model.pt", embedder)
     model = load_inference_model(checkpoint=checkpoint)
-    header = GalleryHeader(
-        embed_dim=model.embed_dim,
-        distance=model.distance,
-        model_fingerprint=model.fingerprint,
-        preprocessing=model.preprocessing.to_dict(),
-        model_source=model.source,
-        threshold=0.5,
-    )
+    header = gallery_header(model, threshold=0.5)
     gallery = root / "gallery"
     with Matcher(create_gallery(gallery, header), model) as matcher:
         matcher.add(gallery_images, labels)
@@ -174,7 +168,7 @@ def main() -> None:
     )
     parser.add_argument("--backbone", default="mobilenetv2_100")
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--gallery-items", type=int, default=240)
+    parser.add_argument("--gallery-items", type=int, default=96)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="Stop sending after this long.")

@@ -50,7 +50,8 @@ def _omniglot_images(classes: int, per_class: int) -> list[tuple[str, list[Path]
 
 
 def build_gallery_case(root: Path) -> GalleryCase:
-    from lookalike.gallery import GalleryHeader, create_gallery
+    from lookalike.gallery import create_gallery
+    from lookalike.gallery.indexing import gallery_header
     from lookalike.gallery.matcher import Matcher
     from lookalike.models import create_embedder_from, save_checkpoint
     from lookalike.models.inference import load_inference_model
@@ -60,14 +61,7 @@ def build_gallery_case(root: Path) -> GalleryCase:
     embedder = create_embedder_from("convnet4", image_size=28, embed_dim=16, backbone_kwargs={"width": 8})
     checkpoint = save_checkpoint(root / "tiny.pt", embedder)
     model = load_inference_model(checkpoint=checkpoint)
-    header = GalleryHeader(
-        embed_dim=model.embed_dim,
-        distance=model.distance,
-        model_fingerprint=model.fingerprint,
-        preprocessing=model.preprocessing.to_dict(),
-        model_source=model.source,
-        threshold=THRESHOLD,
-    )
+    header = gallery_header(model, threshold=THRESHOLD)
     template = root / "gallery"
     in_gallery, others = [], []
     for c, (label, files) in enumerate(classes):

@@ -26,7 +26,7 @@ def serve(
         None, "--backbone", help="A frozen backbone instead of a checkpoint."
     ),
     weights: Path | None = typer.Option(None, "--weights", help="Local weights file for --backbone."),
-    device: str = typer.Option("cpu", "--device", help="Torch device for the embedder (cpu, cuda, cuda:1)."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda or cuda:N."),
     k: int = typer.Option(5, "--k", help="Neighbours returned when a request gives no k."),
     threshold: float | None = typer.Option(
         None, "--threshold", help="Match threshold overriding the gallery's."
@@ -44,6 +44,7 @@ def serve(
         import uvicorn
         from pydantic import ValidationError
 
+        from lookalike.cli._model_options import resolve_cli_device
         from lookalike.gallery import GalleryError
         from lookalike.gallery.matcher import Matcher
         from lookalike.service import ServiceSettings, create_app
@@ -53,6 +54,11 @@ def serve(
         )
         raise typer.Exit(2) from None
 
+    try:
+        device = str(resolve_cli_device(device))
+    except (ValueError, RuntimeError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
     try:
         settings = ServiceSettings(
             gallery=gallery,
@@ -95,8 +101,8 @@ def serve(
         if matcher.threshold is None:
             console.print(
                 "[yellow]warning:[/yellow] the gallery has no calibrated threshold, so searches answer "
-                "'no threshold' with the nearest label; set one with --threshold or `lookalike index build "
-                "--threshold/--target-far`"
+                "'no threshold' with the nearest label; set one with `lookalike index set-threshold GALLERY "
+                "--threshold VALUE` (or --target-far F --calibrate-on SPLIT_MANIFEST), or pass --threshold"
             )
         if not settings.writes_enabled:
             console.print("adding and removing items is off; set LOOKALIKE_API_KEY to turn it on")
