@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import httpx
-from service_helpers import API_KEY, running_server
+from service_helpers import API_KEY
 from typer.testing import CliRunner
 
 from lookalike.cli import app
+from lookalike.gallery import open_gallery
 
 
-def test_serve_answers_search_and_edits_over_real_http(gallery_dir, gallery_case):
+def test_serve_answers_search_and_edits_over_real_http(live_server, gallery_case):
+    base, gallery = live_server
     item_id, label, path = gallery_case.gallery_images[7]
-    with running_server(
-        ["--gallery", str(gallery_dir), "--k", "3"], env={"LOOKALIKE_API_KEY": API_KEY}
-    ) as base:
-        files = {"image": (path.name, path.read_bytes(), "image/png")}
-        body = httpx.post(f"{base}/search", files=files, timeout=30).json()
-        assert body["decision"] == "match" and body["label"] == label and body["k"] == 3
-        assert body["neighbours"][0]["id"] == item_id
-        assert httpx.get(f"{base}{body['neighbours'][0]['thumbnail']}", timeout=30).status_code == 200
-        wrong = httpx.delete(f"{base}/items/{item_id}", headers={"X-API-Key": "nope"}, timeout=30)
-        assert wrong.status_code == 401
-        right = httpx.delete(f"{base}/items/{item_id}", headers={"X-API-Key": API_KEY}, timeout=30)
-        assert right.status_code == 200 and right.json()["gallery_size"] == 17
-        assert "lookalike_http_requests_total" in httpx.get(f"{base}/metrics", timeout=30).text
+    size = httpx.get(f"{base}/health", timeout=30).json()["gallery_size"]  # other tests share the server
+    files = {"image": (path.name, path.read_bytes(), "image/png")}
+    body = httpx.post(f"{base}/search", files=files, timeout=30).json()
+    assert body["decision"] == "match" and body["label"] == label and body["k"] == 3  # --k 3
+    assert body["neighbours"][0]["id"] == item_id
+    assert httpx.get(f"{base}{body['neighbours'][0]['thumbnail']}", timeout=30).status_code == 200
+    wrong = httpx.delete(f"{base}/items/{item_id}", headers={"X-API-Key": "nope"}, timeout=30)
+    assert wrong.status_code == 401
+    right = httpx.delete(f"{base}/items/{item_id}", headers={"X-API-Key": API_KEY}, timeout=30)
+    assert right.status_code == 200 and right.json()["gallery_size"] == size - 1
+    with open_gallery(gallery) as store:  # persisted: the folder no longer holds it
+        assert item_id not in set(store.items()["id"])
+    assert "lookalike_http_requests_total" in httpx.get(f"{base}/metrics", timeout=30).text
 
 
 def test_serve_reports_a_missing_gallery_in_one_line(tmp_path):
