@@ -9,15 +9,12 @@ writes take one lock, so a search never sees half an ``add``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import re
 import secrets
-import threading
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -31,9 +28,9 @@ from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import lookalike
-from lookalike._io import atomic_path
 from lookalike.service.batching import MicroBatcher
-from lookalike.service.images import UploadError, decode_image, render_thumbnail
+from lookalike.service.body_limit import BodyLimit
+from lookalike.service.images import UploadError, decode_image
 from lookalike.service.metrics import ServiceMetrics
 from lookalike.service.schemas import (
     BatchSearchResponse,
@@ -44,93 +41,16 @@ from lookalike.service.schemas import (
     SearchResponse,
 )
 from lookalike.service.settings import ServiceSettings
+from lookalike.service.state import ServiceState
 
 if TYPE_CHECKING:
     from lookalike.gallery.matcher import Matcher, SearchResult
 
-__all__ = ["ServiceState", "create_app"]
+__all__ = ["create_app"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _MAX_LABEL = 200
-
-
-@dataclass
-class ServiceState:
-    """What the routes share: the matcher, the batcher, the gallery lock, the metrics."""
-
-    settings: ServiceSettings
-    matcher: Matcher
-    batcher: MicroBatcher
-    metrics: ServiceMetrics
-    uploads_dir: Path | None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def gallery_size(self) -> int:
-        with self.lock:
-            return len(self.matcher.gallery)
-
-    def item_row(self, item_id: str) -> dict[str, Any]:
-        """The gallery's row for ``item_id`` (looked up, never used as a path); 404 when unknown."""
-        with self.lock:
-            try:
-                frame = self.matcher.gallery.items([item_id])
-            except KeyError:
-                raise HTTPException(404, f"no item with id {item_id!r} in the gallery") from None
-        if len(frame) != 1:
-            raise HTTPException(404, f"no item with id {item_id!r} in the gallery")
-        return frame.iloc[0].to_dict()
-
-
-class _BodyTooLarge(HTTPException):
-    pass
-
-
-class _BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, from Content-Length before reading, and by
-    counting while reading (chunked uploads), so an oversized upload is never buffered whole."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    def _error(self) -> _BodyTooLarge:
-        return _BodyTooLarge(
-            413, f"the request body is over the limit of {self.limit / 2**20:.1f} MB; send a smaller image"
-        )
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            body = json.dumps({"detail": self._error().detail}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 413,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", b"%d" % len(body)),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-            return
-        seen = 0
-
-        async def counted() -> dict:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise self._error()
-            return message
-
-        await self.app(scope, counted, send)
 
 
 def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -179,7 +99,7 @@ def create_app(settings: ServiceSettings, *, matcher: Matcher | None = None) -> 
         lifespan=lifespan,
     )
     app.state.service = None
-    app.add_middleware(_BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.middleware("http")(metrics.middleware)  # outermost: refused bodies are counted too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -299,7 +219,7 @@ def create_app(settings: ServiceSettings, *, matcher: Matcher | None = None) -> 
             decoded = await _decode_upload(image, state.settings)
         except UploadError as err:
             raise HTTPException(err.status, err.message) from None
-        size = await anyio.to_thread.run_sync(_add_item, state, decoded, label, item_id, meta)
+        size = await anyio.to_thread.run_sync(state.add, decoded, label, item_id, meta)
         return {
             "id": item_id,
             "label": label,
@@ -316,7 +236,7 @@ def create_app(settings: ServiceSettings, *, matcher: Matcher | None = None) -> 
         summary="Remove an item from the gallery (needs X-API-Key)",
     )
     async def delete_item(item_id: str, state: ServiceState = Depends(get_state)) -> dict[str, Any]:
-        size = await anyio.to_thread.run_sync(_remove_item, state, item_id)
+        size = await anyio.to_thread.run_sync(state.remove, item_id)
         return {"removed": item_id, "gallery_size": size}
 
     @app.get(
@@ -327,10 +247,9 @@ def create_app(settings: ServiceSettings, *, matcher: Matcher | None = None) -> 
         summary="A PNG thumbnail of a gallery item's image",
     )
     async def thumbnail(item_id: str, state: ServiceState = Depends(get_state)) -> Response:
-        row = await anyio.to_thread.run_sync(state.item_row, item_id)
-        path = _item_image_path(row, item_id, state)
+        path = await anyio.to_thread.run_sync(state.image_path, item_id)
         try:
-            png = await anyio.to_thread.run_sync(_thumbnail_png, path, state.settings)
+            png = await anyio.to_thread.run_sync(state.thumbnail_png, path)
         except (OSError, UploadError):
             raise HTTPException(404, f"the image of item {item_id!r} cannot be read") from None
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
@@ -409,11 +328,7 @@ async def _search_images(
     rows = await state.batcher.submit(list(images))
     embeddings = np.stack(rows).astype(np.float32, copy=False)
 
-    def run() -> list[SearchResult]:
-        with state.lock:
-            return state.matcher.search_embeddings(embeddings, k, names=list(names))
-
-    return await anyio.to_thread.run_sync(run)
+    return await anyio.to_thread.run_sync(state.search, embeddings, k, names)
 
 
 def _thumbnail_url(item_id: str) -> str:
@@ -482,93 +397,3 @@ def _parse_metadata(text: str | None) -> dict[str, Any]:
                 f"metadata[{key!r}] is a {type(value).__name__}; values must be strings, numbers or booleans",
             )
     return meta
-
-
-def _add_item(state: ServiceState, image: Image.Image, label: str, item_id: str, meta: dict) -> int:
-    """Store the image file (under a fresh name, never the id) and add it; undo the file on failure."""
-    stored: Path | None = None
-    with state.lock:
-        try:
-            state.matcher.gallery.items([item_id])
-        except KeyError:
-            pass
-        else:
-            raise HTTPException(
-                409, f"an item with id {item_id!r} is already in the gallery; remove it first"
-            )
-        if state.uploads_dir is not None:
-            stored = (state.uploads_dir / f"{uuid.uuid4().hex}.png").resolve()
-            with atomic_path(stored, suffix=".png") as tmp:
-                image.save(tmp, format="PNG")
-        try:
-            state.matcher.add(
-                [image],
-                [label],
-                ids=[item_id],
-                metadata=[meta] if meta else None,
-                paths=[str(stored) if stored is not None else None],
-            )
-        except (ValueError, KeyError) as err:
-            if stored is not None:
-                stored.unlink(missing_ok=True)
-            raise HTTPException(422, f"the item was not added: {err}") from None
-        except BaseException:
-            if stored is not None:
-                stored.unlink(missing_ok=True)
-            raise
-        return len(state.matcher.gallery)
-
-
-def _remove_item(state: ServiceState, item_id: str) -> int:
-    """Remove the item; its image file goes too when the service stored it (in the uploads folder)."""
-    row = state.item_row(item_id)
-    with state.lock:
-        try:
-            state.matcher.remove([item_id])
-        except KeyError:
-            raise HTTPException(404, f"no item with id {item_id!r} in the gallery") from None
-        size = len(state.matcher.gallery)
-    path = row.get("path")
-    if state.uploads_dir is not None and isinstance(path, str) and path:
-        file = Path(path).resolve()
-        if file.parent == state.uploads_dir.resolve():
-            file.unlink(missing_ok=True)
-    return size
-
-
-def _item_image_path(row: dict[str, Any], item_id: str, state: ServiceState) -> Path:
-    """The item's recorded source path: a regular file (inside ``image_roots`` when set), or 404. The
-    path comes from the gallery's own item table, looked up by id; nothing from the request is ever
-    joined into it, and only re-encoded pixels are sent, never the file's bytes."""
-    path = row.get("path")
-    if not isinstance(path, str) or not path:
-        raise HTTPException(404, f"item {item_id!r} has no source image")
-    try:
-        resolved = Path(path).resolve(strict=True)
-    except (OSError, RuntimeError):
-        raise HTTPException(404, f"the image of item {item_id!r} is missing") from None
-    if not resolved.is_file():
-        raise HTTPException(404, f"the image of item {item_id!r} is missing")
-    roots = state.settings.image_roots
-    if roots is not None:
-        allowed = [Path(r).resolve() for r in roots]
-        if state.uploads_dir is not None:
-            allowed.append(state.uploads_dir.resolve())
-        if not any(resolved.is_relative_to(root) for root in allowed):
-            raise HTTPException(
-                404, f"the image of item {item_id!r} is outside the folders this server serves"
-            )
-    return resolved
-
-
-def _thumbnail_png(path: Path, settings: ServiceSettings) -> bytes:
-    stat = path.stat()
-    return _cached_thumbnail(
-        str(path), stat.st_mtime_ns, stat.st_size, settings.thumbnail_size, settings.max_image_pixels
-    )
-
-
-@functools.lru_cache(maxsize=1024)
-def _cached_thumbnail(path: str, mtime_ns: int, size_bytes: int, side: int, max_pixels: int) -> bytes:
-    del mtime_ns, size_bytes  # cache keys only: a changed file is rendered again
-    return render_thumbnail(Path(path), size=side, max_pixels=max_pixels)
