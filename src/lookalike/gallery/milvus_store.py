@@ -60,6 +60,7 @@ _PROP_COMMITTED = "lookalike.committed"
 _RESERVED = ("seq", "meta", "vector")
 _MAX_ID, _MAX_LABEL, _MAX_PATH = 512, 4096, 65535
 _CHUNK = 2000  # rows per insert / ids per query expression
+_MAX_TOPK = 16384  # Milvus' limit on k (and on rows per query)
 _SEQ_RANGE = 10000  # rows per query when reading everything (Milvus returns at most 16384)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
@@ -283,6 +284,10 @@ class MilvusStore:
         with self._mutex:
             self._check_open()
             kk = min(k, len(self))
+            if kk > _MAX_TOPK:
+                raise ValueError(
+                    f"k={k}: Milvus returns at most {_MAX_TOPK} neighbours per query; ask for fewer"
+                )
             distances = np.full((q.shape[0], kk), np.inf, dtype=np.float32)
             ids = np.full((q.shape[0], kk), None, dtype=object)
             if kk == 0 or q.shape[0] == 0:
