@@ -150,6 +150,10 @@ def read_query_image(source: object) -> Image.Image:
     from lookalike.data import load_rgb
 
     if isinstance(source, Image.Image):
+        try:
+            source.load()  # a lazily opened file decodes here, so a broken one fails by name
+        except Exception as exc:
+            raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from None
         return source
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
