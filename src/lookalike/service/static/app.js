@@ -227,6 +227,17 @@
     }
   }
 
+  // a file the browser cannot show (e.g. not an image): no broken-image icon
+  els.preview.addEventListener("error", () => {
+    els.preview.hidden = true;
+    els.empty.hidden = false;
+    els.drop.classList.remove("has-image");
+    els.empty.querySelector(".drop-title").textContent = "Cannot show this file";
+  });
+  els.preview.addEventListener("load", () => {
+    els.empty.querySelector(".drop-title").textContent = "Drop a photo here";
+  });
+
   // picking, camera, drag and drop, paste
   els.file.addEventListener("change", () => { handleFile(els.file.files[0]); els.file.value = ""; });
   els.camera.addEventListener("change", () => { handleFile(els.camera.files[0]); els.camera.value = ""; });
