@@ -411,3 +411,25 @@ def test_metadata_json_round_trips(client, gallery_case):
     ).json()
     found = client.post("/search", files=_upload(path), data={"k": "1"}).json()["neighbours"][0]
     assert found["id"] == item["id"] and found["metadata"] == meta
+
+
+def test_a_threshold_setting_overrides_the_gallerys(gallery_dir, gallery_case):
+    _, path = gallery_case.other_images[2]
+    with _client(gallery_dir, threshold=1.5) as client:  # euclidean distances of unit vectors are <= 2
+        assert client.get("/health").json()["threshold"] == 1.5
+        body = client.post("/search", files=_upload(path)).json()
+    assert body["decision"] == "match" and body["threshold"] == 1.5
+    assert body["label"] == body["neighbours"][0]["label"] and body["margin"] == pytest.approx(
+        1.5 - body["distance"]
+    )
+
+
+def test_without_a_threshold_the_nearest_label_comes_without_a_verdict(gallery_dir, gallery_case):
+    with open_gallery(gallery_dir, writable=True) as store:
+        store.set_threshold(None)
+    _, path = gallery_case.other_images[2]
+    with _client(gallery_dir) as client:
+        assert client.get("/health").json()["threshold"] is None
+        body = client.post("/search", files=_upload(path)).json()
+    assert body["decision"] == "no threshold" and body["threshold"] is None and body["margin"] is None
+    assert body["label"] == body["neighbours"][0]["label"]
