@@ -112,9 +112,19 @@ def test_init_distributed_puts_each_rank_on_its_gpu_with_nccl(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.setdefault("device", d))
     info = D.init_distributed(torch.device("cuda"))
     assert info.device == torch.device("cuda", 1) and calls == {"backend": "nccl", "device": info.device}
-    assert (info.rank, info.world_size, info.local_rank) == (1, 2, 1)
+    assert (info.rank, info.world_size, info.local_rank, info.backend) == (1, 2, 1, "nccl")
+    # torchrun with one process (one GPU) still runs the distributed code path
     monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    calls.clear()
+    one = D.init_distributed(torch.device("cuda"))
+    assert one.enabled and one.world_size == 1 and one.device == torch.device("cuda", 0)
+    # no torchrun: one plain process, no group
+    monkeypatch.delenv("MASTER_ADDR")
     assert D.init_distributed(torch.device("cpu")) == DistInfo(device=torch.device("cpu"))
+    assert not DistInfo().enabled
 
 
 # ---- the loss's parameters under DDP, and no_sync ------------------------------------------------

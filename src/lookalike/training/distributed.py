@@ -40,12 +40,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DistInfo:
-    """This process's place in the run; ``device`` is where its tensors (and collectives) live."""
+    """This process's place in the run; ``device`` is where its tensors (and collectives) live.
+
+    ``backend`` names the process group ("nccl", "gloo") when there is one: under ``torchrun``, also
+    with a single process (so one GPU runs the same code as many).
+    """
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    backend: str | None = None
 
     @property
     def is_main(self) -> bool:
@@ -53,25 +58,27 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.backend is not None
 
 
 def init_distributed(device: torch.device) -> DistInfo:
-    """Start the process group when launched by ``torchrun`` (WORLD_SIZE > 1); otherwise one process.
+    """Start the process group when launched by ``torchrun`` (its RANK, WORLD_SIZE and MASTER_ADDR
+    are set; a single process too); otherwise one plain process.
 
     On CUDA each process takes the GPU ``cuda:LOCAL_RANK`` and the group is NCCL; on CPU, gloo.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    if world_size <= 1 and not {"RANK", "WORLD_SIZE", "MASTER_ADDR"} <= os.environ.keys():
         return DistInfo(device=device)
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+        dist.init_process_group(backend=backend)
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device, backend=backend)
 
 
 class _ScaleGrad(torch.autograd.Function):

@@ -71,8 +71,11 @@ def fit(
     """
     run_dir = Path(run_dir)
     dist = init_distributed(resolve_device(config.train.device))
-    console = console or Console(quiet=not dist.is_main)
+    if console is None or not dist.is_main:
+        console = Console(quiet=not dist.is_main)
     try:
+        if dist.enabled:
+            console.print(f"distributed: {dist.world_size} process(es), {dist.backend} on {dist.device.type}")
         frame, checkpoint = open_run(config, run_dir, resume=resume, dist=dist)
         seed_everything(config.train.seed + dist.rank)
         c = build_components(
