@@ -38,17 +38,7 @@ if TYPE_CHECKING:
 
     from lookalike.models import Checkpoint
 
-__all__ = ["Components", "Learner", "build_components", "build_learner", "resolve_device"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name!r} but CUDA is not available here; use 'cpu' or 'auto'")
-    return device
+__all__ = ["Components", "Learner", "amp_dtype", "build_components", "build_criterion", "build_learner"]
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:

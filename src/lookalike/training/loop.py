@@ -23,10 +23,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from lookalike.config import TrainingConfig, save_config, validate_config
 from lookalike.data import SPLIT_FILE, resolve_split, write_manifest
+from lookalike.devices import resolve_device
 from lookalike.evaluation import split_frames
 from lookalike.models import Checkpoint, load_checkpoint
 from lookalike.training.checkpoints import restore_last, save_last
-from lookalike.training.components import build_components, resolve_device
+from lookalike.training.components import build_components
 from lookalike.training.distributed import DistInfo, barrier, cleanup, init_distributed, on_main
 from lookalike.training.epoch import train_epoch
 from lookalike.training.rng import seed_everything
@@ -36,7 +37,7 @@ from lookalike.training.validation import evaluate_baseline, test_best, validate
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FitResult", "fit", "load_run_config", "open_run", "resolve_device"]
+__all__ = ["FitResult", "fit", "load_run_config", "open_run"]
 
 
 @dataclass
@@ -101,7 +102,8 @@ def fit(
                 save_last(c, state)
                 barrier(dist)
 
-        # ---- training is over: steps that use the trained model before the final report go here
+        # ---- training is over. Steps that use the trained model before the final report go here
+        # (e.g. calibrating a match threshold on val with the best weights, checkpoints/best.pt).
         test = test_best(c, state)
         result = _result(c.history.evals() if dist.is_main else [], state, run_dir, test)
         if dist.is_main:
