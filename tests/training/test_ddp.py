@@ -290,3 +290,37 @@ def test_every_rank_fails_alike_and_an_unseeded_miner_draws_alike(image_folder, 
         assert result["error"] is not None and "already holds a run" in result["error"]
     assert results[0]["tuples"] == results[1]["tuples"]
     assert sum(len(t) for t in results[0]["tuples"]) > 0
+
+
+class _TwoArgError(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a} {b}")
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "message"),
+    [
+        (FileExistsError("run folder taken"), FileExistsError, "run folder taken"),
+        (_TwoArgError("x", "y"), RuntimeError, "rank 0 failed with _TwoArgError: x y"),
+    ],
+)
+def test_on_main_raises_rank0s_error_on_every_rank(monkeypatch, error, kind, message):
+    sent = []
+
+    def broadcast_object_list(objs, src=0, group=None, device=None):
+        if sent:  # rank 1 receives what rank 0 sent
+            objs[0] = sent[0]
+        else:
+            sent.append(objs[0])
+
+    monkeypatch.setattr(tdist, "broadcast_object_list", broadcast_object_list)
+
+    def fail():
+        raise error
+
+    with pytest.raises(type(error)):
+        D.on_main(fail, DistInfo(rank=0, world_size=2))
+    ran_on_rank1 = []
+    with pytest.raises(kind, match=message):
+        D.on_main(lambda: ran_on_rank1.append(1), DistInfo(rank=1, world_size=2))
+    assert ran_on_rank1 == []  # fn runs on rank 0 only

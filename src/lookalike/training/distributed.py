@@ -157,13 +157,22 @@ def on_main(fn: Callable[[], T], info: DistInfo) -> T:
         except Exception as err:  # shared with the other ranks, then raised here too
             error = err
     if info.enabled:
-        box: list[Any] = [(result, error)]
+        box: list[Any] = [(result, None if error is None else (type(error), str(error)))]
         dist.broadcast_object_list(box, src=0, device=info.device)
-        result, received = box[0]
-        error = error if info.is_main else received
+        result, shared = box[0]
+        if not info.is_main and shared is not None:
+            error = _rebuild_error(*shared)
     if error is not None:
         raise error
     return result
+
+
+def _rebuild_error(kind: type[BaseException], message: str) -> BaseException:
+    """Rank 0's exception on another rank: the same type and message where the type allows it."""
+    try:
+        return kind(message)
+    except Exception:
+        return RuntimeError(f"rank 0 failed with {kind.__name__}: {message}")
 
 
 def shared_seed(info: DistInfo) -> int:
