@@ -138,7 +138,7 @@ def model_fingerprint(embedder: Embedder, preprocessing: Preprocessing | None = 
     for name, tensor in embedder.state_dict().items():
         t = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer, not a copy
     digest.update(json.dumps(prep.to_dict(), sort_keys=True).encode())
     return digest.hexdigest()
 
