@@ -8,7 +8,8 @@ Locations:
   used as the token when the location has no user.
 
 One gallery is one collection with the fields ``id`` (VARCHAR primary key), ``label``, ``path``
-("" for none), ``seq`` (insertion order), ``meta`` (JSON: the metadata columns) and ``vector``.
+(JSON ``{"v": path or null}``), ``seq`` (insertion order), ``meta`` (JSON: the metadata columns)
+and ``vector``.
 The header, the metadata columns' dtypes and the commit mark live in the collection's properties.
 
 Crash safety: Milvus has no multi-request transaction, so ``add`` inserts its rows with ``seq`` at or
@@ -58,8 +59,12 @@ _PROP_HEADER = "lookalike.header"
 _PROP_COLUMNS = "lookalike.columns"
 _PROP_COMMITTED = "lookalike.committed"
 _RESERVED = ("seq", "meta", "vector")
-_MAX_ID, _MAX_LABEL, _MAX_PATH = 512, 4096, 65535
+_MAX_ID, _MAX_LABEL = 512, 1024
 _CHUNK = 2000  # rows per insert / ids per query expression
+# queries per search request: Milvus Lite 3.x was seen to allocate gigabytes for 64 queries at once
+# (20,000 x 384 FLAT collection) and to answer 16 or 32 normally
+_SEARCH_CHUNK = 16
+_MAX_TOPK = 16384  # Milvus' limit on k (and on rows per query)
 _SEQ_RANGE = 10000  # rows per query when reading everything (Milvus returns at most 16384)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
@@ -193,7 +198,7 @@ class MilvusStore:
             schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", DataType.VARCHAR, max_length=_MAX_ID, is_primary=True)
             schema.add_field("label", DataType.VARCHAR, max_length=_MAX_LABEL)
-            schema.add_field("path", DataType.VARCHAR, max_length=_MAX_PATH)
+            schema.add_field("path", DataType.JSON)  # {"v": path or null}: JSON has no fixed width per row
             schema.add_field("seq", DataType.INT64)
             schema.add_field("meta", DataType.JSON)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=header.embed_dim)
@@ -283,6 +288,10 @@ class MilvusStore:
         with self._mutex:
             self._check_open()
             kk = min(k, len(self))
+            if kk > _MAX_TOPK:
+                raise ValueError(
+                    f"k={k}: Milvus returns at most {_MAX_TOPK} neighbours per query; ask for fewer"
+                )
             distances = np.full((q.shape[0], kk), np.inf, dtype=np.float32)
             ids = np.full((q.shape[0], kk), None, dtype=object)
             if kk == 0 or q.shape[0] == 0:
@@ -290,8 +299,8 @@ class MilvusStore:
             params = {"metric_type": _metric(self.header), "params": dict(self._search_params)}
             if "ef" in params["params"]:
                 params["params"]["ef"] = max(params["params"]["ef"], kk)
-            for start in range(0, q.shape[0], _CHUNK):
-                block = q[start : start + _CHUNK]
+            for start in range(0, q.shape[0], _SEARCH_CHUNK):
+                block = q[start : start + _SEARCH_CHUNK]
                 hits = self._client.search(
                     self.location.collection,
                     data=block.tolist(),
@@ -361,7 +370,7 @@ class MilvusStore:
         data: dict[str, Any] = {
             "id": pd.Series([str(r["id"]) for r in rows], dtype=object),
             "label": pd.Series([r["label"] for r in rows], dtype=object),
-            "path": pd.Series([r["path"] or None for r in rows], dtype=object),
+            "path": pd.Series([(r["path"] or {}).get("v") for r in rows], dtype=object),
         }
         for col, dtype in self._columns.items():
             values = [(r.get("meta") or {}).get(col) for r in rows]
@@ -377,7 +386,7 @@ class MilvusStore:
             new = prepare_items(items, x.shape[0], reserved=_RESERVED)
             if len(new) == 0:
                 return []
-            for column, limit in (("id", _MAX_ID), ("label", _MAX_LABEL), ("path", _MAX_PATH)):
+            for column, limit in (("id", _MAX_ID), ("label", _MAX_LABEL)):
                 for row, value in enumerate(new[column]):
                     if value is not None and len(value.encode()) > limit:
                         raise ValueError(
@@ -402,7 +411,7 @@ class MilvusStore:
                         {
                             "id": ids[i],
                             "label": labels[i],
-                            "path": paths[i] or "",
+                            "path": {"v": paths[i]},
                             "seq": start + i,
                             "meta": metas[i],
                             "vector": x[i],
@@ -410,6 +419,9 @@ class MilvusStore:
                         for i in range(s, min(s + _CHUNK, len(new)))
                     ]
                     self._client.insert(col, rows)
+                # sealed and persisted before they count: Milvus indexes sealed segments (growing ones are
+                # searched by brute force, which is slow and memory-hungry in Milvus Lite)
+                self._client.flush(col)
                 # the commit: one property update makes the rows visible, with their metadata dtypes
                 self._client.alter_collection_properties(
                     col,
@@ -438,6 +450,7 @@ class MilvusStore:
             for start in range(0, len(keys), _CHUNK):  # pymilvus' ids= does not escape quotes: our literal
                 chunk = json.dumps(keys[start : start + _CHUNK], ensure_ascii=False)
                 self._client.delete(self.location.collection, filter=f"id in {chunk}")
+            self._client.flush(self.location.collection)
             self._count -= len(keys)
             return len(keys)
 
