@@ -95,7 +95,7 @@ def main() -> None:
     from lookalike.gallery.indexing import build_gallery, embed_items, gallery_header
     from lookalike.gallery.matcher import Matcher
     from lookalike.models.inference import load_inference_model
-    from lookalike.training import evaluate_split, split_frames
+    from lookalike.evaluation import evaluate_split, split_frames
 
     t0 = time.perf_counter()
     model = load_inference_model(checkpoint=args.checkpoint)
