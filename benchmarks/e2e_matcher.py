@@ -91,11 +91,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from lookalike.data import read_manifest
+    from lookalike.evaluation import evaluate_split, split_frames
     from lookalike.gallery import create_gallery
     from lookalike.gallery.indexing import build_gallery, embed_items, gallery_header
     from lookalike.gallery.matcher import Matcher
     from lookalike.models.inference import load_inference_model
-    from lookalike.training import evaluate_split, split_frames
 
     t0 = time.perf_counter()
     model = load_inference_model(checkpoint=args.checkpoint)

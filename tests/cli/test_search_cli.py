@@ -225,3 +225,20 @@ def test_backbone_gallery_needs_its_weights_back(built, tmp_path):
     record = json.loads(r.stdout)
     assert record["decision"] == "match" and record["label"] == "c4"
     assert record["neighbours"][0]["path"] == str(query.resolve())
+
+
+def test_a_moved_checkpoint_is_named_and_a_copy_of_it_is_accepted(built, tmp_path):
+    _, ckpt, images, _ = built
+    moved = tmp_path / "model.pt"
+    moved.write_bytes(ckpt.read_bytes())
+    gallery = tmp_path / "g"
+    r = invoke("index", "build", "--checkpoint", moved, "--images", images, "--out", gallery)
+    assert r.exit_code == 0, r.output
+    moved.rename(tmp_path / "elsewhere.pt")
+    query = images / "c2" / "0.png"
+    r = invoke("search", "--gallery", gallery, query, "--json")
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1
+    assert str(moved) in r.stderr and "give the model with --checkpoint CKPT" in r.stderr
+    r = invoke("search", "--gallery", gallery, query, "--json", "--checkpoint", tmp_path / "elsewhere.pt")
+    assert r.exit_code == 0, r.output  # the fingerprint is the model's content, not its file name
+    assert json.loads(r.stdout)["label"] == "c2"

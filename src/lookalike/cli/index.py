@@ -249,8 +249,7 @@ def info(
     ),
     as_json: bool = typer.Option(False, "--json", help="The header and figures as one JSON object."),
 ) -> None:
-    """Size, embedding size, distance, model, threshold (with its calibration) and index type; for an
-    approximate index, its recall@10 against exact search on a sample of the stored items."""
+    """Size, model, distance, threshold and calibration, index type (approximate: recall@10 vs exact)."""
     from lookalike.gallery import index_recall, open_gallery
 
     try:

@@ -383,12 +383,17 @@ class Matcher:
             if seq is not None and len(seq) != n:
                 raise ValueError(f"got {len(seq)} {what} for {n} images")
         names = _names(images, None)
-        readable = []
-        for i, source in enumerate(images):
-            try:
-                readable.append(read_query_image(source))
-            except ValueError as exc:
-                raise ValueError(f"image {i} ({names[i]}): {exc}; nothing was added") from None
+        chunks = []
+        step = max(self.batch_size, 256)  # images held decoded at once; the store gets one batch
+        for start in range(0, n, step):
+            readable = []
+            for i in range(start, min(start + step, n)):
+                try:
+                    readable.append(read_query_image(images[i]))
+                except ValueError as exc:
+                    raise ValueError(f"image {i} ({names[i]}): {exc}; nothing was added") from None
+            chunks.append(self.embed(readable))
+        embeddings = np.concatenate(chunks) if chunks else self.embed([])
         if paths is None:
             paths = [str(Path(s).resolve()) if isinstance(s, (str, Path)) else None for s in images]
         items = pd.DataFrame({"label": [str(x) for x in labels], "path": list(paths)})
@@ -400,7 +405,7 @@ class Matcher:
             if clash:
                 raise ValueError(f"metadata keys {clash} clash with the item columns id, label, path")
             items = pd.concat([items, extra], axis=1)
-        return self.gallery.add(self.embed(readable), items)
+        return self.gallery.add(embeddings, items)
 
     def remove(self, ids: Sequence[str]) -> int:
         """Remove items by id (an unknown id: KeyError naming it, nothing removed). Returns the count."""
