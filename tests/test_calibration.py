@@ -99,12 +99,18 @@ def test_same_seed_same_calibration_different_seed_other_classes():
     assert (a.n_genuine, a.n_impostor, a.threshold) != (b.n_genuine, b.n_impostor, b.threshold)
 
 
-def test_cosine_similarity_thresholds_accept_above():
+def test_cosine_is_one_minus_similarity_like_the_gallery():
     x, labels = _clusters()
     ids = np.arange(len(x))
-    cal = calibrate_embeddings(x, labels, x, labels, distance="cosine", query_ids=ids, gallery_ids=ids)
-    assert cal.threshold.higher_is_closer and cal.distance == "cosine"
-    assert -1.0 <= cal.threshold.value <= 1.0
+    kw = {"query_ids": ids, "gallery_ids": ids, "target_far": 0.1}
+    cos = calibrate_embeddings(x, labels, x, labels, distance="cosine", **kw)
+    euc = calibrate_embeddings(x, labels, x, labels, distance="euclidean", **kw)
+    assert not cos.threshold.higher_is_closer and cos.distance == "cosine"
+    # unit vectors: |a - b|^2 = 2 (1 - cos), the same ranking and the same comparisons
+    assert cos.threshold.value == pytest.approx(euc.threshold.value**2 / 2, abs=1e-5)
+    assert (cos.n_genuine, cos.far, cos.tar) == (euc.n_genuine, euc.far, euc.tar)
+    with pytest.raises(CalibrationError, match=r"distance must be one of \['euclidean', 'cosine'\]"):
+        calibrate_embeddings(x, labels, x, labels, distance="dot", **kw)
 
 
 def test_errors_name_the_problem():
@@ -185,3 +191,17 @@ def test_calibrate_split_errors(tmp_path):
         calibrate_split(model, frame[frame["label"] == "c0"])
     with pytest.raises(CalibrationError, match="queries must be 'all' or 'roles'"):
         calibrate_split(model, frame, queries="some")
+
+
+def test_calibrate_checkpoint_stores_in_place_and_summarises(tmp_path):
+    from lookalike.calibration import calibrate_checkpoint, summary
+
+    frame = _split_frame(tmp_path)
+    path = _model(tmp_path)
+    cal = calibrate_checkpoint(path, frame, target_far=0.2, seed=2)
+    model = load_inference_model(checkpoint=path)
+    assert model.threshold == cal.threshold and model.calibration["seed"] == 2
+    assert load_checkpoint(path).extra["epoch"] == 3  # the rest of extra is kept
+    record = summary(cal)
+    assert record["threshold"] == cal.threshold.value and record["far"] <= 0.2
+    assert all(isinstance(v, int | float | str) for v in record.values())

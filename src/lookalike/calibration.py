@@ -35,24 +35,33 @@ import numpy as np
 import torch
 
 from lookalike._io import atomic_path
-from lookalike.knn import resolve_distance, topk
+from lookalike.knn import topk
 from lookalike.metrics.verification import Threshold, calibrate_threshold, eer, roc_auc, tar_at_far
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from lookalike.models import Embedder
     from lookalike.models.inference import InferenceModel
 
 __all__ = [
+    "DISTANCES",
     "Calibration",
     "CalibrationError",
+    "calibrate_checkpoint",
     "calibrate_embeddings",
     "calibrate_split",
     "held_out_classes",
     "store_calibration",
+    "summary",
 ]
 
 QueryMode = Literal["all", "roles"]
+
+#: The distances a threshold is calibrated in, as a gallery returns them: ``euclidean`` (true
+#: Euclidean distance of L2-normalised embeddings, in [0, 2]) and ``cosine`` (1 - cosine similarity,
+#: in [0, 2]). Either way smaller is closer and a match is ``distance <= threshold``.
+DISTANCES: tuple[str, ...] = ("euclidean", "cosine")
 
 
 class CalibrationError(ValueError):
@@ -137,10 +146,12 @@ def calibrate_embeddings(
     """Calibrate on embeddings: (Nq, D) queries and (Ng, D) gallery with their labels.
 
     ``query_ids``/``gallery_ids`` (integer row ids) keep an image that is both query and gallery
-    from being its own nearest item. See the module doc for the procedure.
+    from being its own nearest item. ``distance``: one of :data:`DISTANCES`. See the module doc for
+    the procedure.
     """
-    if not 0.0 < target_far < 1.0 or math.isnan(target_far):
-        raise CalibrationError(f"target_far must be a rate in (0, 1), got {target_far!r}")
+    _check_rates(target_far, open_set_share)
+    if distance not in DISTANCES:
+        raise CalibrationError(f"distance must be one of {list(DISTANCES)}, got {distance!r}")
     ql = np.asarray([str(x) for x in np.asarray(query_labels).tolist()], dtype=object)
     gl = np.asarray([str(x) for x in np.asarray(gallery_labels).tolist()], dtype=object)
     classes = sorted(set(ql.tolist()))
@@ -160,6 +171,8 @@ def calibrate_embeddings(
         ids_kw = {"query_ids": np.asarray(query_ids), "gallery_ids": np.asarray(gallery_ids)[keep]}
     values, idx = topk(q, g, 1, distance=distance, **ids_kw)
     values, idx = values[:, 0].double().numpy(), idx[:, 0].numpy()
+    if distance == "cosine":  # the gallery's cosine distance: 1 - cosine similarity
+        values = 1.0 - values
     has_neighbour = idx >= 0  # a query whose only gallery item was itself has none
     nearest_label = np.where(has_neighbour, gl[keep][np.maximum(idx, 0)], None)
     genuine = (nearest_label == ql)[has_neighbour].astype(bool)
@@ -172,8 +185,7 @@ def calibrate_embeddings(
             f"no {kind} comparison among the {len(values)} queries: a threshold cannot be placed; "
             "use a split with more classes and images (or a different --open-set-share)"
         )
-    higher = resolve_distance(distance).higher_is_closer
-    threshold = calibrate_threshold(values, genuine, target_far=target_far, higher_is_closer=higher)
+    threshold = calibrate_threshold(values, genuine, target_far=target_far)
     warnings = []
     if n_imp * target_far < 1.0:
         warnings.append(
@@ -183,9 +195,9 @@ def calibrate_embeddings(
         )
     return Calibration(
         threshold=threshold,
-        roc_auc=roc_auc(values, genuine, higher_is_closer=higher),
-        eer=eer(values, genuine, higher_is_closer=higher),
-        tar_at_far=float(tar_at_far(values, genuine, [target_far], higher_is_closer=higher)[0]),
+        roc_auc=roc_auc(values, genuine),
+        eer=eer(values, genuine),
+        tar_at_far=float(tar_at_far(values, genuine, [target_far])[0]),
         far=threshold.far,
         tar=threshold.tar,
         target_far=float(target_far),
@@ -222,9 +234,10 @@ def split_rows(frame: pd.DataFrame, split: str, queries: QueryMode) -> tuple[pd.
 
 
 def calibrate_split(
-    model: InferenceModel,
+    model: InferenceModel | Embedder,
     frame: pd.DataFrame,
     *,
+    distance: str | None = None,
     split: str = "val",
     target_far: float = 0.01,
     open_set_share: float = 0.5,
@@ -237,22 +250,29 @@ def calibrate_split(
 ) -> Calibration:
     """Embed the rows of ``split`` of a split manifest ``frame`` with ``model`` and calibrate.
 
-    The frame's index is the row id (as from :func:`lookalike.data.read_manifest`), so that an image
-    is never compared with itself.
+    ``model``: an :class:`~lookalike.models.inference.InferenceModel` (its ``distance`` is used) or an
+    Embedder (``distance``, default ``"euclidean"``). The frame's index is the row id (as from
+    :func:`lookalike.data.read_manifest`), so that an image is never compared with itself.
     """
     from lookalike.embed import embed_frame
 
+    _check_rates(target_far, open_set_share)  # before the (slow) embedding
     query_rows, gallery_rows = split_rows(frame, split, queries)
     if len(query_rows) == 0 or len(gallery_rows) == 0:
         raise CalibrationError(
             f"split {split!r} has {len(query_rows)} query and {len(gallery_rows)} gallery rows; need both"
         )
     union = query_rows if query_rows.index.equals(gallery_rows.index) else _union(query_rows, gallery_rows)
+    embedder = model.embedder if hasattr(model, "fingerprint") else model
+    if distance is None:
+        distance = getattr(model, "distance", "euclidean")
+    if device is None:
+        device = next(iter(embedder.parameters()), torch.empty(0)).device
     emb = embed_frame(
-        model.embedder,
+        embedder,
         union,
         batch_size=batch_size,
-        device=device if device is not None else model.device,
+        device=device,
         num_workers=num_workers,
         progress=progress,
     )
@@ -265,7 +285,7 @@ def calibrate_split(
         target_far=target_far,
         open_set_share=open_set_share,
         seed=seed,
-        distance=model.distance,
+        distance=distance,
         query_ids=query_rows.index.to_numpy(np.int64, copy=True),
         gallery_ids=gallery_rows.index.to_numpy(np.int64, copy=True),
     )
@@ -289,6 +309,63 @@ def store_calibration(checkpoint: str | Path, calibration: Calibration, *, out: 
     with atomic_path(out) as tmp:
         torch.save(payload, tmp)
     return Path(out)
+
+
+def calibrate_checkpoint(
+    checkpoint: str | Path,
+    frame: pd.DataFrame,
+    *,
+    split: str = "val",
+    target_far: float = 0.01,
+    open_set_share: float = 0.5,
+    seed: int = 0,
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+) -> Calibration:
+    """Calibrate the model of ``checkpoint`` on ``split`` of ``frame`` and store the result in the
+    checkpoint itself (atomically): what training does with ``best.pt`` at its end."""
+    from lookalike.models.inference import load_inference_model
+
+    _check_rates(target_far, open_set_share)
+    model = load_inference_model(checkpoint=checkpoint, device=device)
+    result = calibrate_split(
+        model,
+        frame,
+        split=split,
+        target_far=target_far,
+        open_set_share=open_set_share,
+        seed=seed,
+        batch_size=batch_size,
+        num_workers=num_workers,
+    )
+    store_calibration(checkpoint, result, out=checkpoint)
+    return result
+
+
+def summary(calibration: Calibration) -> dict[str, float | int | str]:
+    """The figures of a calibration as one flat record (for metrics.jsonl and reports)."""
+    c = calibration
+    return {
+        "threshold": c.threshold.value,
+        "far": c.far,
+        "tar": c.tar,
+        "target_far": c.target_far,
+        "tar_at_far": c.tar_at_far,
+        "roc_auc": c.roc_auc,
+        "eer": c.eer,
+        "n_genuine": c.n_genuine,
+        "n_impostor": c.n_impostor,
+        "n_open_set": c.n_open_set,
+        "distance": c.distance,
+    }
+
+
+def _check_rates(target_far: float, open_set_share: float) -> None:
+    if not 0.0 < target_far < 1.0 or math.isnan(target_far):
+        raise CalibrationError(f"target_far must be a rate in (0, 1), got {target_far!r}")
+    if not 0.0 <= open_set_share < 1.0:
+        raise CalibrationError(f"open_set_share must be in [0, 1), got {open_set_share!r}")
 
 
 def _union(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:

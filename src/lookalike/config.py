@@ -195,6 +195,13 @@ class EvalConfig(_Strict):
     patience: int | None = Field(
         None, ge=1, description="Stop after this many evaluations without improvement."
     )
+    target_far: float | None = Field(
+        0.01,
+        gt=0.0,
+        lt=1.0,
+        description="At the end, calibrate best.pt's match threshold on val for this false accept rate "
+        "(open set included; see `lookalike calibrate`); null turns it off.",
+    )
 
     @field_validator("ks")
     @classmethod

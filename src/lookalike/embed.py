@@ -66,8 +66,14 @@ def embed_frame(
     if "label" not in frame.columns:  # unlabelled images (a folder): the dataset needs some label
         frame = frame.assign(label="")
     dataset = ManifestDataset(frame, transform=transform)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     device = torch.device(device)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
     was_training = embedder.training
     embedder.eval()
     outputs = []

@@ -230,6 +230,11 @@ def test_add_then_duplicate_ids_and_foreign_model_change_nothing(gallery, data, 
     r = invoke("index", "add", gallery, "--images", extra, "--checkpoint", other)
     one_error_line(r, "another model")
     assert snapshot(gallery) == before
+    frame = frame.drop(columns=["id", "sku"]).assign(embedding=list(np.ones((4, 5), dtype=np.float32)))
+    frame.to_parquet(tmp_path / "emb5.parquet")
+    r = invoke("index", "add", gallery, "--embeddings", tmp_path / "emb5.parquet")
+    one_error_line(r, "dimension mismatch", "8-d")
+    assert snapshot(gallery) == before
 
 
 def test_remove_by_id_and_by_label(gallery):

@@ -81,7 +81,7 @@ def test_json_lines_one_record_per_query(built):
     r = invoke("search", "--gallery", gallery, *queries, "--k", 4, "--json")
     assert r.exit_code == 0, r.output
     records = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [x["query"] for x in records] == ["0.png", "2.png"]
+    assert [x["query"] for x in records] == [str(q) for q in queries]
     for record, query in zip(records, queries, strict=True):
         assert record["decision"] == "match" and record["label"] == query.parent.name
         assert [n["rank"] for n in record["neighbours"]] == [1, 2, 3, 4]
@@ -113,8 +113,8 @@ def test_bad_queries_are_named_and_the_others_still_answer(built, tmp_path):
     records = [json.loads(line) for line in r.stdout.splitlines()]
     assert [x["decision"] for x in records] == ["match", "error", "error", "match"]
     errors = r.stderr.splitlines()
-    assert errors[0].startswith("error: query notes.txt:") and errors[1].startswith(
-        "error: query broken.png:"
+    assert errors[0].startswith(f"error: query {tmp_path / 'notes.txt'}:") and errors[1].startswith(
+        f"error: query {tmp_path / 'broken.png'}:"
     )
     assert errors[-1] == "error: 2 of 4 queries could not be read"
     table = invoke("search", "--gallery", gallery, *queries)
@@ -202,3 +202,43 @@ def test_milvus_lite_gallery_through_the_cli(built, tmp_path):
         np.testing.assert_allclose(
             [n["distance"] for n in a["neighbours"]], [n["distance"] for n in b["neighbours"]], atol=1e-4
         )
+
+
+def test_backbone_gallery_needs_its_weights_back(built, tmp_path):
+    """Transfer mode: the header records the backbone and image size but not the weights file."""
+    _, _, images, _ = built
+    torch.manual_seed(3)
+    weights = tmp_path / "convnet4.pt"
+    backbone = create_embedder_from("convnet4", image_size=16, head="identity", embed_dim=None).backbone
+    torch.save(backbone.state_dict(), weights)
+    gallery = tmp_path / "g"
+    r = invoke("index", "build", "--backbone", "convnet4", "--weights", weights, "--image-size", 16,
+               "--images", images, "--out", gallery, "--threshold", 0.05)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    query = images / "c4" / "0.png"
+    r = invoke("search", "--gallery", gallery, query, "--json")
+    assert r.exit_code == 1 and "--backbone convnet4 --weights FILE" in r.stderr and r.stderr.count("\n") == 1
+    r = invoke(
+        "search", "--gallery", gallery, query, "--json", "--backbone", "convnet4", "--weights", weights
+    )
+    assert r.exit_code == 0, r.output
+    record = json.loads(r.stdout)
+    assert record["decision"] == "match" and record["label"] == "c4"
+    assert record["neighbours"][0]["path"] == str(query.resolve())
+
+
+def test_a_moved_checkpoint_is_named_and_a_copy_of_it_is_accepted(built, tmp_path):
+    _, ckpt, images, _ = built
+    moved = tmp_path / "model.pt"
+    moved.write_bytes(ckpt.read_bytes())
+    gallery = tmp_path / "g"
+    r = invoke("index", "build", "--checkpoint", moved, "--images", images, "--out", gallery)
+    assert r.exit_code == 0, r.output
+    moved.rename(tmp_path / "elsewhere.pt")
+    query = images / "c2" / "0.png"
+    r = invoke("search", "--gallery", gallery, query, "--json")
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1
+    assert str(moved) in r.stderr and "give the model with --checkpoint CKPT" in r.stderr
+    r = invoke("search", "--gallery", gallery, query, "--json", "--checkpoint", tmp_path / "elsewhere.pt")
+    assert r.exit_code == 0, r.output  # the fingerprint is the model's content, not its file name
+    assert json.loads(r.stdout)["label"] == "c2"

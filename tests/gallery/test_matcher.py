@@ -231,3 +231,19 @@ def test_long_query_lists_are_answered_in_order_across_chunks(matcher, setup, tm
     assert len(results) == 300 and results[260].decision == "error"
     found = [r.neighbours[0].id for j, r in enumerate(results) if j != 260]
     assert found == [f"item{i}" for j, i in enumerate(order) if j != 260]
+
+
+def test_a_long_add_is_all_or_nothing_across_chunks(matcher, setup, tmp_path):
+    _, _, paths, labels = setup
+    sources: list = [paths[i % len(paths)] for i in range(300)]
+    names = [labels[i % len(paths)] for i in range(300)]
+    sources[280] = tmp_path / "missing.png"
+    before = len(matcher.gallery)
+    with pytest.raises(ValueError, match=r"image 280 \(missing\.png\).*nothing was added"):
+        matcher.add(sources, names)
+    assert len(matcher.gallery) == before
+    sources[280] = paths[0]
+    ids = matcher.add(sources, names, ids=[f"bulk{i}" for i in range(300)])
+    assert len(matcher.gallery) == before + 300 and ids[299] == "bulk299"
+    (r,) = matcher.search([paths[299 % len(paths)]], k=2)
+    assert {n.label for n in r.neighbours} == {labels[299 % len(paths)]}

@@ -144,6 +144,15 @@ def test_read_query_image_errors(source, message):
         read_query_image(source)
 
 
+def test_a_truncated_pil_image_fails_by_name(tmp_path):
+    path = tmp_path / "t.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:300])
+    lazy = Image.open(path)  # opening reads only the header
+    with pytest.raises(ValueError, match="not a readable image"):
+        read_query_image(lazy)
+
+
 def test_read_query_image_file_errors(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         read_query_image(tmp_path / "missing.png")

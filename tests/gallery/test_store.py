@@ -255,3 +255,14 @@ def test_exact_index_recall_is_one(location, unit):
     store, _ = _filled(location, unit, 40)
     assert index_recall(store, sample=20, k=10) == 1.0
     store.close()
+
+
+def test_awkward_ids_round_trip(location, unit):
+    ids = ['a"b', "it's", "back\\slash", "ünï", "x y", "tab\there", "123"]
+    with create_gallery(location("g"), GalleryHeader(embed_dim=D)) as store:
+        assert store.add(unit(7, D, seed=0), pd.DataFrame({"id": ids, "label": "l"})) == ids
+        assert store.items(ids[::-1])["id"].tolist() == ids[::-1]
+        assert store.remove(ids[:3]) == 3
+        assert store.items()["id"].tolist() == ids[3:]
+        with pytest.raises(ValueError, match="duplicate id 'ünï'"):
+            store.add(unit(1, D, seed=1), pd.DataFrame({"id": ["ünï"], "label": "l"}))

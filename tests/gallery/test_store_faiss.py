@@ -118,3 +118,46 @@ def test_vectors_returns_the_normalised_embeddings(tmp_path, unit):
         store.add(x, _items(5))
         np.testing.assert_allclose(store.vectors(["i3", "i1"]), x[[3, 1]] / 3.0, atol=1e-6)
         assert store.vectors().shape == (5, D)
+
+
+def test_searches_from_threads_during_writes_see_whole_generations(tmp_path, unit):
+    import threading
+
+    x = unit(400, D, seed=0)
+    errors: list[BaseException] = []
+    sizes: set[int] = set()
+    stop = threading.Event()
+    with create_gallery(tmp_path / "g", GalleryHeader(embed_dim=D)) as store:
+        store.add(x[:100], _items(100))
+
+        def search_loop() -> None:
+            try:
+                while not stop.is_set():
+                    dist, ids = store.search(x[:4], 1000)
+                    assert (ids != None).all() and (np.diff(dist, axis=1) >= 0).all()  # noqa: E711
+                    sizes.add(ids.shape[1])
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=search_loop) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for b in range(1, 4):
+            store.add(x[100 * b : 100 * b + 100], _items(100, start=100 * b))
+            store.remove([f"i{100 * b + j}" for j in range(50)])
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert sizes <= {100, 150, 200, 250, 300} and len(sizes) >= 2  # only published sizes
+
+
+def test_create_over_the_leftovers_of_an_interrupted_create(tmp_path, unit):
+    folder = tmp_path / "g"
+    folder.mkdir()
+    (folder / "index-000001.faiss").write_bytes(b"half")  # killed before the pointer existed
+    (folder / ".lock").write_text("")
+    with create_gallery(folder, GalleryHeader(embed_dim=D)) as store:
+        store.add(unit(3, D, seed=0), _items(3))
+    with open_gallery(folder) as again:
+        assert len(again) == 3

@@ -50,6 +50,15 @@ def test_checkpoint_mode_gives_the_saved_model_threshold_and_distance(tmp_path):
     torch.testing.assert_close(model.embedder(x), emb.eval()(x))
 
 
+@pytest.mark.parametrize(
+    ("trained_with", "gallery"),
+    [("euclidean", "euclidean"), ("squared_euclidean", "euclidean"), ("cosine", "cosine"), ("dot", "cosine")],
+)
+def test_distance_is_the_gallery_form_of_the_training_distance(tmp_path, trained_with, gallery):
+    path = save_checkpoint(tmp_path / "m.pt", _tiny_embedder(), config={"eval": {"distance": trained_with}})
+    assert load_inference_model(checkpoint=path).distance == gallery
+
+
 def test_checkpoint_without_calibration_has_no_threshold(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", _tiny_embedder())
     model = load_inference_model(checkpoint=path)

@@ -113,6 +113,7 @@ def test_train_command_under_torchrun_with_two_processes(image_folder, tmp_path)
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "distributed: 2 process(es), gloo on cpu" in proc.stdout  # benchmarks/gpu_check.py looks for it
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r["split"]) for r in records if r["split"] == "val"] == [
         (0, "val"),

@@ -1,6 +1,7 @@
 """The fit loop end to end on a tiny generated data set: run folder contents, exact resume."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -152,8 +153,14 @@ def test_early_stopping_after_patience_evaluations_without_improvement(image_fol
     cfg = _config(image_folder, epochs=6)
     raw = cfg.model_dump(mode="json")
     cfg = validate_config({**raw, "optim": {"lr": 1e-12}, "eval": {"ks": [1], "patience": 2}})
-    result = fit(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    result = fit(cfg, run)
     assert result.epochs_done == 2 and result.best_epoch == 0
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["extra"]["stopped_early"]
+    # a resumed early-stopped run stays stopped: no further epoch
+    resumed = fit(cfg, run, resume=True)
+    assert resumed.epochs_done == 2
+    assert (run / "train_log.jsonl").read_text().count("\n") == 2
 
 
 def test_gradient_accumulation_steps_the_optimizer_every_n_batches(image_folder, tmp_path):
@@ -184,3 +191,42 @@ def test_nothing_to_train_is_a_clear_error_unless_only_evaluating(image_folder, 
         fit(validate_config(raw), tmp_path / "a")
     result = fit(validate_config({**raw, "train": {"epochs": 0}}), tmp_path / "b")
     assert result.epochs_done == 0 and result.test is not None
+
+
+def test_a_split_without_val_queries_is_refused_before_anything_is_written(image_folder, tmp_path):
+    raw = _config(image_folder).model_dump(mode="json")
+    raw["data"] = {**raw["data"], "val": 0.0}
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"no val queries and gallery \(0 val classes\).*set data.val > 0"):
+        fit(validate_config(raw), run)
+    assert not run.exists()
+
+
+def test_the_training_loss_is_read_by_the_host_only_every_log_every_batches(
+    image_folder, tmp_path, monkeypatch
+):
+    """Reading a tensor's value (float(), .item()) waits for the device: the loop sums the loss on
+    the device and reads it at log points, not after every batch."""
+    import inspect
+
+    reads = []
+    training_src = str(Path(fit.__code__.co_filename).parent)
+
+    def counting(name):
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            caller = inspect.currentframe().f_back.f_code.co_filename
+            if caller.startswith(training_src):
+                reads.append((name, caller))
+            return original(self, *args, **kwargs)
+
+        return read
+
+    for name in ("__float__", "item", "__int__", "__bool__", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    cfg = _config(image_folder, epochs=1, log_every=1000)
+    fit(cfg, tmp_path / "run")
+    batches = _steps_per_epoch(tmp_path / "run")
+    assert batches >= 4, "the test needs several batches to tell per-batch reads from per-log reads"
+    assert len(reads) == 1, reads  # the epoch's one log point (its last batch)

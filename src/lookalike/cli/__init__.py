@@ -11,6 +11,7 @@ from lookalike.cli import evaluate as _evaluate  # noqa: F401  (registers evalua
 from lookalike.cli import index as _index  # noqa: F401  (registers index build/add/remove/info/set-threshold)
 from lookalike.cli import models as _models  # noqa: F401  (registers backbones)
 from lookalike.cli import search as _search  # noqa: F401  (registers search)
+from lookalike.cli import serve as _serve  # noqa: F401  (registers serve)
 from lookalike.cli import train as _train  # noqa: F401  (registers train)
 from lookalike.cli.app import app
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +19,14 @@ from lookalike.cli._model_options import (
     resolve_cli_device,
 )
 from lookalike.cli.app import app
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from lookalike.gallery import GalleryStore
+    from lookalike.models.inference import InferenceModel
 
 __all__ = ["index_app"]
 
@@ -241,8 +249,7 @@ def info(
     ),
     as_json: bool = typer.Option(False, "--json", help="The header and figures as one JSON object."),
 ) -> None:
-    """Size, embedding size, distance, model, threshold (with its calibration) and index type; for an
-    approximate index, its recall@10 against exact search on a sample of the stored items."""
+    """Size, model, distance, threshold and calibration, index type (approximate: recall@10 vs exact)."""
     from lookalike.gallery import index_recall, open_gallery
 
     try:
@@ -320,7 +327,18 @@ def _finite(x: float) -> bool:
     return math.isfinite(x)
 
 
-def _items_and_embeddings(model, manifest, split, role, images, embeddings, *, batch_size, device):
+def _items_and_embeddings(
+    model: InferenceModel,
+    manifest: Path | None,
+    split: str | None,
+    role: str | None,
+    images: Path | None,
+    embeddings: Path | None,
+    *,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """The items to add and their embeddings, from whichever source was given."""
     from lookalike.data import manifest_from_folder, read_manifest
     from lookalike.gallery.indexing import embed_items, read_embeddings_file, select_rows
 
@@ -342,7 +360,7 @@ def _items_and_embeddings(model, manifest, split, role, images, embeddings, *, b
     return embed_items(model, items, batch_size=batch_size, device=device, progress=True), items
 
 
-def _ids_of_labels(store, labels: list[str]) -> list[str]:
+def _ids_of_labels(store: GalleryStore, labels: list[str]) -> list[str]:
     items = store.items()
     present = set(items["label"].astype(str))
     unknown = [x for x in labels if x not in present]
@@ -351,7 +369,9 @@ def _ids_of_labels(store, labels: list[str]) -> list[str]:
     return items.loc[items["label"].astype(str).isin(labels), "id"].astype(str).tolist()
 
 
-def _calibrate(model, manifest: Path, split: str, target_far: float, device) -> tuple[float, dict]:
+def _calibrate(
+    model: InferenceModel, manifest: Path, split: str, target_far: float, device: torch.device
+) -> tuple[float, dict]:
     """Calibrate the threshold on ``split`` of a split manifest (open set included, see
     :mod:`lookalike.calibration`): (value, the figures to keep with it)."""
     from lookalike.calibration import calibrate_split

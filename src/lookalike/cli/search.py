@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from lookalike.cli.app import app
+
+if TYPE_CHECKING:
+    from lookalike.gallery.matcher import SearchResult
 
 __all__ = ["result_table", "search"]
 
@@ -67,7 +71,8 @@ def search(
                 highlight=False,
                 soft_wrap=True,
             )
-        results = matcher.search([str(q) for q in queries], k)
+        paths = [str(q) for q in queries]
+        results = matcher.search(paths, k, names=paths)  # named as given: unique, and scripts can join on it
     out = Console(soft_wrap=True)
     failed = 0
     for result in results:
@@ -83,7 +88,7 @@ def search(
         raise typer.Exit(1)
 
 
-def result_table(result) -> Table:
+def result_table(result: SearchResult) -> Table:
     """A rich table of one query's neighbours, titled with the decision."""
     style = _STYLE.get(result.decision, "")
     head = f"[{style}]{result.decision}[/{style}]"
@@ -98,11 +103,14 @@ def result_table(result) -> Table:
         details.append(f"margin {result.margin:+.4f}")
     title = f"{result.query}: {head}" + (f" ({', '.join(details)})" if details else "")
     table = Table(title=title, title_justify="left")
-    for name, justify in (("rank", "right"), ("id", "left"), ("label", "left"), ("distance", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    longest = max((len(n.label) for n in result.neighbours), default=5)
+    table.add_column("rank", justify="right")
+    table.add_column("label", no_wrap=True, min_width=min(max(longest, 5), 40))
+    table.add_column("distance", justify="right")
+    table.add_column("id", no_wrap=True, max_width=14, overflow="ellipsis")
     table.add_column("path", overflow="fold")
     for n in result.neighbours:
-        table.add_row(str(n.rank), n.id, n.label, f"{n.distance:.4f}", n.path or "")
+        table.add_row(str(n.rank), n.label, f"{n.distance:.4f}", n.id, n.path or "")
     if not result.neighbours:
         table.caption = "the gallery is empty"
     return table

@@ -31,7 +31,15 @@ from lookalike.data.roles import (
     is_query,
 )
 from lookalike.data.sampler import PKSampler
-from lookalike.data.split import PROTOCOLS, SplitResult, split_manifest, split_summary
+from lookalike.data.split import (
+    PROTOCOLS,
+    SPLIT_FILE,
+    SplitResult,
+    resolve_split,
+    sorted_class_split,
+    split_manifest,
+    split_summary,
+)
 from lookalike.data.transforms import TRANSFORM_PRESETS, build_transform
 from lookalike.data.verify import ManifestProblem, drop_problems, find_problems
 
@@ -45,6 +53,7 @@ __all__ = [
     "ROLE_QUERY_GALLERY",
     "ROLE_TRAIN",
     "SPLITS",
+    "SPLIT_FILE",
     "TRANSFORM_PRESETS",
     "ImageDecodeError",
     "ManifestDataset",
@@ -68,6 +77,8 @@ __all__ = [
     "manifest_from_inshop",
     "manifest_from_sop",
     "read_manifest",
+    "resolve_split",
+    "sorted_class_split",
     "split_manifest",
     "split_summary",
     "to_rgb",

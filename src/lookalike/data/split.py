@@ -13,11 +13,20 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from lookalike.data.manifest import REQUIRED_COLUMNS, check_values
+from lookalike.data.manifest import (
+    REQUIRED_COLUMNS,
+    check_values,
+    file_sha256,
+    manifest_from_folder,
+    read_manifest,
+    write_manifest,
+)
 from lookalike.data.roles import (
     ROLE_GALLERY,
     ROLE_QUERY,
@@ -27,7 +36,18 @@ from lookalike.data.roles import (
     SPLITS,
 )
 
-__all__ = ["PROTOCOLS", "SplitResult", "split_manifest", "split_summary"]
+if TYPE_CHECKING:
+    from lookalike.config import DataConfig
+
+__all__ = [
+    "PROTOCOLS",
+    "SPLIT_FILE",
+    "SplitResult",
+    "resolve_split",
+    "sorted_class_split",
+    "split_manifest",
+    "split_summary",
+]
 
 PROTOCOLS: tuple[str, ...] = ("query-gallery", "leave-one-out")
 
@@ -235,3 +255,60 @@ def split_manifest(
         protocol=protocol,
         source_sha256=source_sha256 or "",
     )
+
+
+# ---- the split of a training run -------------------------------------------------------------------
+
+#: The split manifest a training run writes into its run folder (and reads back on resume).
+SPLIT_FILE = "split.csv"
+
+
+def resolve_split(data: DataConfig, run_dir: Path, *, write: bool = True) -> pd.DataFrame:
+    """The split manifest of a run: ``run_dir/split.csv`` if the run has one (resume), else the
+    config's source, split class-disjointly (seeded, as ``lookalike split`` does) unless it
+    already carries ``split`` and ``role`` columns. With ``write`` the result is saved in the run
+    folder."""
+    saved = Path(run_dir) / SPLIT_FILE
+    if saved.exists():
+        return read_manifest(saved)
+    root = Path(data.root)
+    if root.is_dir():
+        frame = manifest_from_folder(root)
+    elif root.is_file():
+        frame = read_manifest(root)
+    else:
+        raise FileNotFoundError(
+            f"data.root {str(root)!r} does not exist (resolved from {Path.cwd()}); give an image folder "
+            "(a folder per class) or a manifest file (CSV/Parquet with path and label columns)"
+        )
+    if not {"split", "role"} <= set(frame.columns):
+        keep = data.class_order == "sorted"
+        if keep:
+            frame = frame.assign(split=sorted_class_split(frame["label"], val=data.val, test=data.test))
+        frame = split_manifest(
+            frame,
+            val=data.val,
+            test=data.test,
+            seed=data.seed,
+            queries_per_class=data.queries_per_class,
+            protocol=data.protocol,
+            keep_benchmark_split=keep,
+            source_sha256=file_sha256(root) if root.is_file() else None,
+        ).frame
+    if write:
+        write_manifest(frame, saved)
+    return frame
+
+
+def sorted_class_split(labels: pd.Series, *, val: float, test: float) -> pd.Series:
+    """``split`` per row when classes are assigned by name: the last ``test`` share of the sorted
+    class names is test, the ``val`` share before them val, the rest train."""
+    classes = sorted(labels.astype(str).unique())
+    n = len(classes)
+    n_test, n_val = round(test * n), round(val * n)
+    if n - n_test - n_val < 1:
+        raise ValueError(f"val={val}, test={test} of {n} classes leaves no class to train")
+    split_of = dict.fromkeys(classes[: n - n_test - n_val], "train")
+    split_of.update(dict.fromkeys(classes[n - n_test - n_val : n - n_test], "val"))
+    split_of.update(dict.fromkeys(classes[n - n_test :], "test"))
+    return labels.astype(str).map(split_of)

@@ -130,6 +130,12 @@ def _read_pointer(folder: Path) -> dict[str, Any]:
     return pointer
 
 
+def _ours(name: str) -> bool:
+    """A file this store writes: what an interrupted create may leave in a folder without a pointer."""
+    temp = name.startswith(f".{POINTER_FILE}.") and name.endswith(".tmp")
+    return name == LOCK_FILE or temp or _GENERATION_FILE.match(name) is not None
+
+
 def _faiss_message(error: Exception) -> str:
     text = str(error).strip()
     if "failed: " in text:
@@ -201,29 +207,54 @@ def _flat_vectors(index: faiss.Index, n: int, d: int) -> np.ndarray:
 # the store
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _Snapshot:
-    """One generation of a gallery, read into memory."""
+    """One generation of a gallery, read into memory. Never changed once built: a write builds the
+    next snapshot (on a copy of the index) and swaps the store's reference to it, so searches need no
+    lock and never see a half-applied write."""
 
     header: GalleryHeader
     generation: int
     next_fid: int
     index: faiss.Index
-    items: pd.DataFrame  # id, label, path, metadata..., _fid (sorted ascending)
+    items: pd.DataFrame  # id, label, path, metadata..., _fid (ascending)
     vectors: np.ndarray | None  # (n, D) memory map, approximate indexes only
     files: dict[str, str | None]
+    fids: np.ndarray = dataclasses.field(init=False)
+    ids: np.ndarray = dataclasses.field(init=False)
+    positions: pd.Index = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        ids = self.items["id"].to_numpy(dtype=object)
+        object.__setattr__(self, "fids", self.items[FID].to_numpy(dtype=np.int64))
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "positions", pd.Index(ids, dtype=object))
+
+    def rows(self, ids: Sequence[str], where: Path) -> np.ndarray:
+        if isinstance(ids, str):
+            raise TypeError("ids must be a sequence of ids, not one string; wrap it in a list")
+        keys = [str(i) for i in ids]
+        rows = self.positions.get_indexer(keys) if keys else np.empty(0, dtype=np.int64)
+        if (rows < 0).any():
+            unknown = keys[int(np.argmax(rows < 0))]
+            raise KeyError(f"unknown id {unknown!r}: no such item in gallery {where}")
+        return rows
 
 
 class FaissFolderStore:
     """A gallery folder (see the module docstring). Open it with :func:`lookalike.gallery.open_gallery`
-    or :func:`~lookalike.gallery.create_gallery`."""
+    or :func:`~lookalike.gallery.create_gallery`.
+
+    Searches and reads may run from several threads at once, also while a write is in progress (they
+    see the snapshot before it until it is published); writes are serialised.
+    """
 
     def __init__(self, folder: Path, snapshot: _Snapshot, lock: WriterLock | None) -> None:
         self.folder = folder
         self._lock = lock
-        self._mutex = threading.RLock()
+        self._mutex = threading.RLock()  # serialises writes and refreshes, never searches
         self._closed = False
-        self._set(snapshot)
+        self._snap = snapshot
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -239,7 +270,7 @@ class FaissFolderStore:
             raise GalleryError(
                 f"a gallery already exists at {folder}; pass overwrite=True (--overwrite) to replace it"
             )
-        if not exists and folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir()):
+        if not exists and folder.is_dir() and any(not _ours(p.name) for p in folder.iterdir()):
             raise GalleryError(
                 f"{folder} is a non-empty folder but not a gallery; choose a new or empty folder"
             )
@@ -332,12 +363,9 @@ class FaissFolderStore:
             header, int(pointer["generation"]), int(pointer["next_fid"]), index, items, vectors, files
         )
 
-    def _set(self, snapshot: _Snapshot) -> None:
-        self._snap = snapshot
-        self.header = snapshot.header
-        self._fids = snapshot.items[FID].to_numpy(dtype=np.int64)
-        self._ids = snapshot.items["id"].to_numpy(dtype=object)
-        self._positions = pd.Index(self._ids)
+    @property
+    def header(self) -> GalleryHeader:
+        return self._snap.header
 
     @property
     def generation(self) -> int:
@@ -351,59 +379,44 @@ class FaissFolderStore:
             pointer = _read_pointer(self.folder)
             if pointer["generation"] == self._snap.generation and pointer["header"] == self.header.to_dict():
                 return False
-            self._set(self._load(self.folder))
+            self._snap = self._load(self.folder)
             return True
 
     # -- reading ------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._snap.ids)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        snap = self._snap  # one consistent generation for the whole call
+        self._check_open()
         k = check_k(k)
-        q = check_embeddings(queries, self.header, what="queries")
-        with self._mutex:
-            self._check_open()
-            kk = min(k, len(self))
-            if kk == 0 or q.shape[0] == 0:
-                return np.empty((q.shape[0], kk), dtype=np.float32), np.empty((q.shape[0], kk), dtype=object)
-            raw, fids = self._snap.index.search(q, kk)
-            ids_table, fid_table = self._ids, self._fids
-        distances = to_distance(raw, self.header.distance)
+        q = check_embeddings(queries, snap.header, what="queries")
+        kk = min(k, len(snap.ids))
+        if kk == 0 or q.shape[0] == 0:
+            return np.empty((q.shape[0], kk), dtype=np.float32), np.empty((q.shape[0], kk), dtype=object)
+        raw, fids = snap.index.search(q, kk)
+        distances = to_distance(raw, snap.header.distance)
         missing = fids < 0
-        pos = np.searchsorted(fid_table, fids)
-        pos[missing] = 0
-        ids = ids_table[pos]
+        pos = np.searchsorted(snap.fids, fids)
         if missing.any():  # an approximate index may find fewer than k
+            pos[missing] = 0
+            ids = snap.ids[pos]
             ids[missing] = None
             distances[missing] = np.inf
-        return distances, ids
+            return distances, ids
+        return distances, snap.ids[pos]
 
     def items(self, ids: Sequence[str] | None = None) -> pd.DataFrame:
-        with self._mutex:
-            table = self._snap.items
-            rows = table if ids is None else table.iloc[self._rows(ids)]
+        snap = self._snap
+        rows = snap.items if ids is None else snap.items.iloc[snap.rows(ids, self.folder)]
         return rows.drop(columns=FID).reset_index(drop=True)
 
     def vectors(self, ids: Sequence[str] | None = None) -> np.ndarray:
-        with self._mutex:
-            snap = self._snap
-            allv = (
-                _flat_vectors(snap.index, len(self), self.header.embed_dim)
-                if snap.vectors is None
-                else snap.vectors
-            )
-            return np.array(allv if ids is None else allv[self._rows(ids)], dtype=np.float32)
-
-    def _rows(self, ids: Sequence[str]) -> np.ndarray:
-        if isinstance(ids, str):
-            raise TypeError("ids must be a sequence of ids, not one string; wrap it in a list")
-        keys = [str(i) for i in ids]
-        rows = self._positions.get_indexer(keys) if keys else np.empty(0, dtype=np.int64)
-        if (rows < 0).any():
-            unknown = keys[int(np.argmax(rows < 0))]
-            raise KeyError(f"unknown id {unknown!r}: no such item in gallery {self.folder}")
-        return rows
+        snap = self._snap
+        n, d = len(snap.ids), snap.header.embed_dim
+        allv = _flat_vectors(snap.index, n, d) if snap.vectors is None else snap.vectors
+        return np.array(allv if ids is None else allv[snap.rows(ids, self.folder)], dtype=np.float32)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -411,9 +424,10 @@ class FaissFolderStore:
         with self._mutex:
             self._check_writable()
             _crash_point("add:start")
-            x = check_embeddings(embeddings, self.header)
+            snap = self._snap
+            x = check_embeddings(embeddings, snap.header)
             new = prepare_items(items, x.shape[0], reserved=(FID,))
-            known = self._positions.get_indexer(new["id"].tolist())
+            known = snap.positions.get_indexer(new["id"].tolist())
             if (known >= 0).any():
                 dup = new["id"].iloc[int(np.argmax(known >= 0))]
                 raise ValueError(
@@ -421,70 +435,61 @@ class FaissFolderStore:
                 )
             if len(new) == 0:
                 return []
-            snap = self._snap
             fids = np.arange(snap.next_fid, snap.next_fid + len(new), dtype=np.int64)
             new[FID] = fids
             merged = merge_items(snap.items, new)
             table = _arrow_table(merged)  # refuses metadata Parquet cannot store, before any change
-            index = snap.index
+            index = faiss.clone_index(snap.index)  # the published snapshot stays untouched
+            _tune(index)
             if not index.is_trained:
-                _train(index, x, self.header.index_factory)
-            try:
-                index.add_with_ids(x, fids)
-                vectors = None if snap.vectors is None else _Concat(snap.vectors, x)
-                self._publish(index, table, merged, vectors, next_fid=int(fids[-1]) + 1)
-            except BaseException:
-                self._reload()
-                raise
+                _train(index, x, snap.header.index_factory)
+            index.add_with_ids(x, fids)
+            vectors = None if snap.vectors is None else _Concat(snap.vectors, x)
+            self._publish(index, table, merged, vectors, next_fid=int(fids[-1]) + 1)
             return new["id"].tolist()
 
     def remove(self, ids: Sequence[str]) -> int:
         with self._mutex:
             self._check_writable()
-            rows = np.unique(self._rows(ids))
+            snap = self._snap
+            rows = np.unique(snap.rows(ids, self.folder))
             if rows.size == 0:
                 return 0
-            snap = self._snap
-            keep = np.ones(len(self), dtype=bool)
+            keep = np.ones(len(snap.ids), dtype=bool)
             keep[rows] = False
             items = snap.items.iloc[keep].reset_index(drop=True)
-            try:
-                index = snap.index
-                try:
-                    index.remove_ids(np.ascontiguousarray(self._fids[rows]))
-                except RuntimeError:  # HNSW and others cannot remove: rebuild from the raw vectors
-                    index = self._rebuilt(keep)
-                vectors = None if snap.vectors is None else _Take(snap.vectors, keep)
-                self._publish(index, _arrow_table(items), items, vectors, next_fid=snap.next_fid)
-            except BaseException:
-                self._reload()
-                raise
+            if snap.vectors is None or faiss.try_extract_index_ivf(snap.index) is not None:
+                index = faiss.clone_index(snap.index)  # exact and IVF indexes remove in place
+                _tune(index)
+                index.remove_ids(np.ascontiguousarray(snap.fids[rows]))
+            else:  # HNSW and the like cannot remove: rebuild from the raw vectors
+                index = self._rebuilt(snap, keep)
+            vectors = None if snap.vectors is None else _Take(snap.vectors, keep)
+            self._publish(index, _arrow_table(items), items, vectors, next_fid=snap.next_fid)
             return int(rows.size)
 
     def set_threshold(self, threshold: float | None, calibration: dict | None = None) -> None:
         with self._mutex:
             self._check_writable()
+            snap = self._snap
             header = dataclasses.replace(
-                self.header,
+                snap.header,
                 threshold=None if threshold is None else float(threshold),
                 calibration=calibration,
             )
-            snap = self._snap
-            _write_pointer(
-                self.folder, self._pointer(header, snap.generation, snap.files, snap.next_fid, len(self))
-            )
-            self._snap.header = header
-            self.header = header
+            pointer = self._pointer(header, snap.generation, snap.files, snap.next_fid, len(snap.ids))
+            _write_pointer(self.folder, pointer)
+            self._snap = dataclasses.replace(snap, header=header)
 
-    def _rebuilt(self, keep: np.ndarray) -> faiss.Index:
-        snap = self._snap
+    @staticmethod
+    def _rebuilt(snap: _Snapshot, keep: np.ndarray) -> faiss.Index:
         assert snap.vectors is not None, "exact indexes remove in place"
-        index = _new_index(self.header)
+        index = _new_index(snap.header)
         x = np.ascontiguousarray(snap.vectors[keep], dtype=np.float32)
         if x.shape[0] and not index.is_trained:
-            _train(index, x, self.header.index_factory)
+            _train(index, x, snap.header.index_factory)
         if x.shape[0]:
-            index.add_with_ids(x, np.ascontiguousarray(self._fids[keep]))
+            index.add_with_ids(x, np.ascontiguousarray(snap.fids[keep]))
         return index
 
     def _pointer(
@@ -531,21 +536,17 @@ class FaissFolderStore:
             mapped = _write_vectors(self.folder / str(files["vectors"]), vectors, header.embed_dim)
             _crash_point("write:vectors")
         _write_pointer(self.folder, self._pointer(header, generation, files, next_fid, int(index.ntotal)))
-        self._set(_Snapshot(header, generation, next_fid, index, frame, mapped, files))
+        self._snap = _Snapshot(header, generation, next_fid, index, frame, mapped, files)
         self._cleanup(keep={generation, generation - 1})
         _crash_point("cleanup:after")
 
     def _cleanup(self, *, keep: set[int]) -> None:
         for path in self.folder.iterdir():
             match = _GENERATION_FILE.match(path.name)
-            stale_tmp = path.name.startswith(f".{POINTER_FILE}.") and path.name.endswith(".tmp")
+            stale_tmp = _ours(path.name) and path.name.endswith(".tmp")
             if stale_tmp or (match and int(match.group(2)) not in keep):
                 with contextlib.suppress(OSError):
                     path.unlink()
-
-    def _reload(self) -> None:
-        """After a failed write: back to what is on disk (the last published generation)."""
-        self._set(self._load(self.folder))
 
     # -- life cycle ---------------------------------------------------------------------------
 

@@ -133,7 +133,7 @@ def model_threshold(model: InferenceModel, distance: str) -> tuple[float | None,
             "compares distances; recalibrate with --target-far F --calibrate-on SPLIT_MANIFEST"
         )
     calibration = dict(model.calibration or {})
-    calibration.setdefault("source", model.source)
+    calibration.setdefault("source", _absolute_source(model.source))
     return float(t.value), calibration
 
 

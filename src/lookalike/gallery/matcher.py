@@ -150,6 +150,10 @@ def read_query_image(source: object) -> Image.Image:
     from lookalike.data import load_rgb
 
     if isinstance(source, Image.Image):
+        try:
+            source.load()  # a lazily opened file decodes here, so a broken one fails by name
+        except Exception as exc:
+            raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from None
         return source
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -224,22 +228,29 @@ class Matcher:
         checkpoint: str | Path | None = None,
         backbone: str | None = None,
         weights: str | Path | None = None,
-        device: str = "cpu",
+        device: str | Any = "cpu",
         writable: bool = False,
         batch_size: int = 64,
         threshold: float | None = None,
     ) -> Matcher:
         """Open the gallery at ``gallery`` (a folder, ``milvus-lite:PATH.db``, ``milvus://...``)
         with its model: ``checkpoint`` or ``backbone`` [+ ``weights``] when given, else the one
-        its header names (``model_source``)."""
+        its header names (``model_source``; a backbone's weights file is not recorded, give it).
+        ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``writable`` takes the writer lock
+        (for :meth:`add` / :meth:`remove`)."""
         from lookalike.gallery import GalleryError, open_gallery
         from lookalike.models.inference import load_inference_model
 
         if checkpoint is not None and backbone is not None:
             raise ValueError("give either checkpoint or backbone, not both")
+        if str(device) == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         store = open_gallery(gallery, writable=writable)
         try:
-            if checkpoint is None and backbone is None:
+            from_header = checkpoint is None and backbone is None
+            if from_header:
                 checkpoint, backbone = _model_from_source(store.header.model_source, gallery)
             image_size = None
             if backbone is not None and store.header.preprocessing:
@@ -257,6 +268,12 @@ class Matcher:
                     f"cannot load the model of gallery {str(gallery)!r}: {exc}; give the model with "
                     "--checkpoint CKPT (or --backbone NAME [--weights FILE])"
                 ) from None
+            recorded = store.header.model_fingerprint
+            if from_header and backbone is not None and recorded not in (None, model.fingerprint):
+                raise GalleryError(
+                    f"gallery {str(gallery)!r} was built with the backbone {backbone} and weights it does "
+                    f"not record; give them: --backbone {backbone} --weights FILE (Python: weights=PATH)"
+                )
             return cls(store, model, batch_size=batch_size, threshold=threshold)
         except BaseException:
             store.close()
@@ -366,12 +383,17 @@ class Matcher:
             if seq is not None and len(seq) != n:
                 raise ValueError(f"got {len(seq)} {what} for {n} images")
         names = _names(images, None)
-        readable = []
-        for i, source in enumerate(images):
-            try:
-                readable.append(read_query_image(source))
-            except ValueError as exc:
-                raise ValueError(f"image {i} ({names[i]}): {exc}; nothing was added") from None
+        chunks = []
+        step = max(self.batch_size, 256)  # images held decoded at once; the store gets one batch
+        for start in range(0, n, step):
+            readable = []
+            for i in range(start, min(start + step, n)):
+                try:
+                    readable.append(read_query_image(images[i]))
+                except ValueError as exc:
+                    raise ValueError(f"image {i} ({names[i]}): {exc}; nothing was added") from None
+            chunks.append(self.embed(readable))
+        embeddings = np.concatenate(chunks) if chunks else self.embed([])
         if paths is None:
             paths = [str(Path(s).resolve()) if isinstance(s, (str, Path)) else None for s in images]
         items = pd.DataFrame({"label": [str(x) for x in labels], "path": list(paths)})
@@ -383,7 +405,7 @@ class Matcher:
             if clash:
                 raise ValueError(f"metadata keys {clash} clash with the item columns id, label, path")
             items = pd.concat([items, extra], axis=1)
-        return self.gallery.add(self.embed(readable), items)
+        return self.gallery.add(embeddings, items)
 
     def remove(self, ids: Sequence[str]) -> int:
         """Remove items by id (an unknown id: KeyError naming it, nothing removed). Returns the count."""

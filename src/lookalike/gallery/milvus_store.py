@@ -8,7 +8,8 @@ Locations:
   used as the token when the location has no user.
 
 One gallery is one collection with the fields ``id`` (VARCHAR primary key), ``label``, ``path``
-("" for none), ``seq`` (insertion order), ``meta`` (JSON: the metadata columns) and ``vector``.
+(JSON ``{"v": path or null}``), ``seq`` (insertion order), ``meta`` (JSON: the metadata columns)
+and ``vector``.
 The header, the metadata columns' dtypes and the commit mark live in the collection's properties.
 
 Crash safety: Milvus has no multi-request transaction, so ``add`` inserts its rows with ``seq`` at or
@@ -58,8 +59,12 @@ _PROP_HEADER = "lookalike.header"
 _PROP_COLUMNS = "lookalike.columns"
 _PROP_COMMITTED = "lookalike.committed"
 _RESERVED = ("seq", "meta", "vector")
-_MAX_ID, _MAX_LABEL, _MAX_PATH = 512, 4096, 65535
+_MAX_ID, _MAX_LABEL = 512, 1024
 _CHUNK = 2000  # rows per insert / ids per query expression
+# queries per search request: Milvus Lite 3.x was seen to allocate gigabytes for 64 queries at once
+# (20,000 x 384 FLAT collection) and to answer 16 or 32 normally
+_SEARCH_CHUNK = 16
+_MAX_TOPK = 16384  # Milvus' limit on k (and on rows per query)
 _SEQ_RANGE = 10000  # rows per query when reading everything (Milvus returns at most 16384)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
@@ -193,7 +198,7 @@ class MilvusStore:
             schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", DataType.VARCHAR, max_length=_MAX_ID, is_primary=True)
             schema.add_field("label", DataType.VARCHAR, max_length=_MAX_LABEL)
-            schema.add_field("path", DataType.VARCHAR, max_length=_MAX_PATH)
+            schema.add_field("path", DataType.JSON)  # {"v": path or null}: JSON has no fixed width per row
             schema.add_field("seq", DataType.INT64)
             schema.add_field("meta", DataType.JSON)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=header.embed_dim)
@@ -283,6 +288,10 @@ class MilvusStore:
         with self._mutex:
             self._check_open()
             kk = min(k, len(self))
+            if kk > _MAX_TOPK:
+                raise ValueError(
+                    f"k={k}: Milvus returns at most {_MAX_TOPK} neighbours per query; ask for fewer"
+                )
             distances = np.full((q.shape[0], kk), np.inf, dtype=np.float32)
             ids = np.full((q.shape[0], kk), None, dtype=object)
             if kk == 0 or q.shape[0] == 0:
@@ -290,8 +299,8 @@ class MilvusStore:
             params = {"metric_type": _metric(self.header), "params": dict(self._search_params)}
             if "ef" in params["params"]:
                 params["params"]["ef"] = max(params["params"]["ef"], kk)
-            for start in range(0, q.shape[0], _CHUNK):
-                block = q[start : start + _CHUNK]
+            for start in range(0, q.shape[0], _SEARCH_CHUNK):
+                block = q[start : start + _SEARCH_CHUNK]
                 hits = self._client.search(
                     self.location.collection,
                     data=block.tolist(),
@@ -349,7 +358,8 @@ class MilvusStore:
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), _CHUNK):
             chunk = unique[start : start + _CHUNK]
-            expr = f"id in {json.dumps(chunk)} and {self._visible()}"
+            # Milvus Lite has no expression templates: JSON string literals, with the characters as they are
+            expr = f"id in {json.dumps(chunk, ensure_ascii=False)} and {self._visible()}"
             for row in self._client.query(
                 self.location.collection, filter=expr, output_fields=[*fields, "id"]
             ):
@@ -360,7 +370,7 @@ class MilvusStore:
         data: dict[str, Any] = {
             "id": pd.Series([str(r["id"]) for r in rows], dtype=object),
             "label": pd.Series([r["label"] for r in rows], dtype=object),
-            "path": pd.Series([r["path"] or None for r in rows], dtype=object),
+            "path": pd.Series([(r["path"] or {}).get("v") for r in rows], dtype=object),
         }
         for col, dtype in self._columns.items():
             values = [(r.get("meta") or {}).get(col) for r in rows]
@@ -376,11 +386,13 @@ class MilvusStore:
             new = prepare_items(items, x.shape[0], reserved=_RESERVED)
             if len(new) == 0:
                 return []
-            for value in new["id"]:
-                if len(value.encode()) > _MAX_ID:
-                    raise ValueError(
-                        f"id {value[:40]!r}... is longer than {_MAX_ID} bytes, the most Milvus stores"
-                    )
+            for column, limit in (("id", _MAX_ID), ("label", _MAX_LABEL)):
+                for row, value in enumerate(new[column]):
+                    if value is not None and len(value.encode()) > limit:
+                        raise ValueError(
+                            f"items row {row}: the {column} {value[:40]!r}... is longer than {limit} bytes, "
+                            f"the most this Milvus gallery stores"
+                        )
             existing = self._get(new["id"].tolist(), ["id"])
             if existing:
                 dup = next(i for i in new["id"] if i in existing)
@@ -391,32 +403,36 @@ class MilvusStore:
             columns = _merged_columns(self._columns, new[meta_cols], has_rows=self._count > 0)
             metas = _json_rows(new[meta_cols])
             start = self._committed
-            rows = [
-                {
-                    "id": new["id"].iat[i],
-                    "label": new["label"].iat[i],
-                    "path": new["path"].iat[i] or "",
-                    "seq": start + i,
-                    "meta": metas[i],
-                    "vector": x[i].tolist(),
-                }
-                for i in range(len(new))
-            ]
+            ids, labels, paths = new["id"].tolist(), new["label"].tolist(), new["path"].tolist()
             col = self.location.collection
             try:
-                for s in range(0, len(rows), _CHUNK):
-                    self._client.insert(col, rows[s : s + _CHUNK])
+                for s in range(0, len(new), _CHUNK):
+                    rows = [
+                        {
+                            "id": ids[i],
+                            "label": labels[i],
+                            "path": {"v": paths[i]},
+                            "seq": start + i,
+                            "meta": metas[i],
+                            "vector": x[i],
+                        }
+                        for i in range(s, min(s + _CHUNK, len(new)))
+                    ]
+                    self._client.insert(col, rows)
+                # sealed and persisted before they count: Milvus indexes sealed segments (growing ones are
+                # searched by brute force, which is slow and memory-hungry in Milvus Lite)
+                self._client.flush(col)
                 # the commit: one property update makes the rows visible, with their metadata dtypes
                 self._client.alter_collection_properties(
                     col,
-                    properties={_PROP_COLUMNS: json.dumps(columns), _PROP_COMMITTED: str(start + len(rows))},
+                    properties={_PROP_COLUMNS: json.dumps(columns), _PROP_COMMITTED: str(start + len(new))},
                 )
             except BaseException:
                 with contextlib.suppress(Exception):
                     self._drop_uncommitted()
                 raise
-            self._columns, self._committed = columns, start + len(rows)
-            self._count += len(rows)
+            self._columns, self._committed = columns, start + len(new)
+            self._count += len(new)
             return new["id"].tolist()
 
     def remove(self, ids: Sequence[str]) -> int:
@@ -431,7 +447,10 @@ class MilvusStore:
                     raise KeyError(f"unknown id {key!r}: no such item in gallery {self.location}")
             if not keys:
                 return 0
-            self._client.delete(self.location.collection, ids=keys)
+            for start in range(0, len(keys), _CHUNK):  # pymilvus' ids= does not escape quotes: our literal
+                chunk = json.dumps(keys[start : start + _CHUNK], ensure_ascii=False)
+                self._client.delete(self.location.collection, filter=f"id in {chunk}")
+            self._client.flush(self.location.collection)
             self._count -= len(keys)
             return len(keys)
 

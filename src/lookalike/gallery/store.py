@@ -234,16 +234,21 @@ def check_embeddings(
         )
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise ValueError(f"{what} must be real numbers, got dtype {x.dtype}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.array(x, dtype=np.float32, order="C")  # a copy: the caller's array is never changed
     if x.shape[0] == 0:
         return x
-    finite = np.isfinite(x).all(axis=1)
-    if not finite.all():
-        raise ValueError(f"{what} row {int(np.argmin(finite))} contains NaN or infinite values")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise ValueError(f"{what} row {int(np.argmin(norms[:, 0]))} is all zeros and cannot be L2-normalised")
-    return np.ascontiguousarray(x / norms, dtype=np.float32)
+    squares = np.einsum("ij,ij->i", x, x)  # NaN/inf in a row make its sum NaN/inf
+    bad = ~np.isfinite(squares)
+    if bad.any():
+        row = int(np.argmax(bad))
+        what_is = (
+            "NaN or infinite values" if not np.isfinite(x[row]).all() else "values too large for float32"
+        )
+        raise ValueError(f"{what} row {row} contains {what_is}")
+    if (squares == 0).any():
+        raise ValueError(f"{what} row {int(np.argmin(squares))} is all zeros and cannot be L2-normalised")
+    x /= np.sqrt(squares)[:, None]
+    return x
 
 
 def check_k(k: int) -> int:
@@ -280,11 +285,11 @@ def prepare_items(items: pd.DataFrame, n: int, *, reserved: Sequence[str] = ()) 
         row = int(np.argmax(missing))
         raise ValueError(f"items row {row} (id {ids[row]!r}) has no label; every item needs one")
     # id, label and path stay plain Python strings (None where missing), not pandas' string dtype
-    paths = [None if _is_missing(p) else str(p) for p in df["path"]] if "path" in df.columns else [None] * n
+    paths = _strings(df["path"].to_numpy(dtype=object)) if "path" in df.columns else [None] * n
     out = pd.DataFrame(
         {
             "id": pd.Series(ids, dtype=object),
-            "label": pd.Series([str(v) for v in labels], dtype=object),
+            "label": pd.Series(_strings(labels.to_numpy(dtype=object)), dtype=object),
             "path": pd.Series(paths, dtype=object),
         }
     )
@@ -307,21 +312,32 @@ def _is_missing(value: object) -> bool:
 
 
 def _clean_ids(column: pd.Series | None, n: int) -> np.ndarray:
-    ids = np.empty(n, dtype=object)
-    for i in range(n):
-        value = None if column is None else column.iloc[i]
-        if _is_missing(value) or (isinstance(value, str) and not value.strip()):
+    values = np.full(n, None, dtype=object) if column is None else column.to_numpy(dtype=object)
+    if n and pd.api.types.infer_dtype(values, skipna=False) == "string":  # the common case, vectorised
+        ids = values.copy()
+        for i in np.flatnonzero(pd.Series(values, dtype=object).str.strip().eq("").to_numpy()):
             ids[i] = uuid.uuid4().hex
-        elif isinstance(value, float) and value.is_integer():
-            ids[i] = str(int(value))
-        else:
-            ids[i] = str(value)
-    seen: set[str] = set()
-    for i, value in enumerate(ids):
-        if value in seen:
-            raise ValueError(f"duplicate id {value!r} in the items (row {i}); ids must be unique")
-        seen.add(value)
+    else:
+        ids = np.empty(n, dtype=object)
+        for i, value in enumerate(values):
+            if _is_missing(value) or (isinstance(value, str) and not value.strip()):
+                ids[i] = uuid.uuid4().hex
+            elif isinstance(value, float) and value.is_integer():
+                ids[i] = str(int(value))
+            else:
+                ids[i] = str(value)
+    duplicated = pd.Index(ids, dtype=object).duplicated()
+    if duplicated.any():
+        row = int(np.argmax(duplicated))
+        raise ValueError(f"duplicate id {ids[row]!r} in the items (row {row}); ids must be unique")
     return ids
+
+
+def _strings(values: np.ndarray) -> list:
+    """Python strings, None where missing."""
+    if len(values) and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return values.tolist()
+    return [None if _is_missing(v) else str(v) for v in values]
 
 
 def merge_items(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:

@@ -39,6 +39,7 @@ __all__ = [
     "CALIBRATION_KEY",
     "InferenceModel",
     "backbone_model_config",
+    "gallery_distance",
     "load_inference_model",
     "model_fingerprint",
     "threshold_from_calibration",
@@ -62,8 +63,10 @@ class InferenceModel:
         calibration: the figures it was calibrated with (roc_auc, eer, tar_at_far, far, tar,
             target_far, n_genuine, n_impostor, split, ...), else None.
         source: ``"checkpoint:PATH"`` or ``"backbone:NAME"``.
-        distance: how embeddings are compared: the training config's ``eval.distance``, else
-            ``"euclidean"`` (embeddings are L2-normalised).
+        distance: how a gallery compares the embeddings (L2-normalised): ``"euclidean"`` (the
+            default) or ``"cosine"`` (1 - cosine similarity), from the training config's
+            ``eval.distance`` (``squared_euclidean`` ranks as ``euclidean``, ``dot`` as ``cosine``).
+            The threshold is in this distance: a match is ``distance <= threshold.value``.
     """
 
     embedder: Embedder
@@ -83,6 +86,23 @@ class InferenceModel:
     def device(self) -> torch.device:
         """The device the embedder's parameters are on."""
         return _module_device(self.embedder)
+
+
+#: A training config's ``eval.distance`` -> the distance a gallery compares in (same ranking: the
+#: embeddings are L2-normalised, so squared Euclidean ranks as Euclidean and the dot product as cosine).
+_GALLERY_DISTANCE = {
+    "euclidean": "euclidean",
+    "squared_euclidean": "euclidean",
+    "cosine": "cosine",
+    "dot": "cosine",
+}
+
+
+def gallery_distance(name: str) -> str:
+    """``"euclidean"`` or ``"cosine"`` for a lookalike distance name (see :data:`_GALLERY_DISTANCE`)."""
+    if name not in _GALLERY_DISTANCE:
+        raise ValueError(f"unknown distance {name!r}; expected one of {sorted(_GALLERY_DISTANCE)}")
+    return _GALLERY_DISTANCE[name]
 
 
 def backbone_model_config(
@@ -118,7 +138,7 @@ def model_fingerprint(embedder: Embedder, preprocessing: Preprocessing | None = 
     for name, tensor in embedder.state_dict().items():
         t = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer, not a copy
     digest.update(json.dumps(prep.to_dict(), sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -185,7 +205,7 @@ def load_inference_model(
         calibration = extra.get(CALIBRATION_KEY)
         threshold = threshold_from_calibration(calibration, where=str(checkpoint))
         eval_cfg = (ckpt.config or {}).get("eval") or {}
-        distance = str(eval_cfg.get("distance") or "euclidean")
+        distance = gallery_distance(str(eval_cfg.get("distance") or "euclidean"))
         embedder = ckpt.embedder
         source = f"checkpoint:{checkpoint}"
     else:

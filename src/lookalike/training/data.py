@@ -1,80 +1,18 @@
-"""From the config's ``data.root`` (image folder, manifest, or split manifest) to the run's split."""
+"""Training batches: PK batches of seeded items, decoded by a DataLoader (or cached backbone
+features), epoch by epoch, resumable at any batch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from lookalike.data import (
-    file_sha256,
-    manifest_from_folder,
-    read_manifest,
-    split_manifest,
-    write_manifest,
-)
+from lookalike.data import ManifestDataset
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from lookalike.config import DataConfig
-
-__all__ = ["SeededBatches", "SeededItems", "resolve_split", "sorted_class_split"]
-
-SPLIT_FILE = "split.csv"
-
-
-def resolve_split(data: DataConfig, run_dir: Path, *, write: bool = True) -> pd.DataFrame:
-    """The split manifest of a run: ``run_dir/split.csv`` if the run has one (resume), else the
-    config's source, split class-disjointly (seeded, as ``lookalike split`` does) unless it
-    already carries ``split`` and ``role`` columns. The result is saved in the run folder."""
-    saved = run_dir / SPLIT_FILE
-    if saved.exists():
-        return read_manifest(saved)
-    root = Path(data.root)
-    if root.is_dir():
-        frame = manifest_from_folder(root)
-    elif root.is_file():
-        frame = read_manifest(root)
-    else:
-        raise FileNotFoundError(
-            f"data.root {str(root)!r} does not exist (resolved from {Path.cwd()}); give an image folder "
-            "(a folder per class) or a manifest file (CSV/Parquet with path and label columns)"
-        )
-    if not {"split", "role"} <= set(frame.columns):
-        keep = data.class_order == "sorted"
-        if keep:
-            frame = frame.assign(split=sorted_class_split(frame["label"], val=data.val, test=data.test))
-        frame = split_manifest(
-            frame,
-            val=data.val,
-            test=data.test,
-            seed=data.seed,
-            queries_per_class=data.queries_per_class,
-            protocol=data.protocol,
-            keep_benchmark_split=keep,
-            source_sha256=file_sha256(root) if root.is_file() else None,
-        ).frame
-    if write:
-        write_manifest(frame, saved)
-    return frame
-
-
-def sorted_class_split(labels: pd.Series, *, val: float, test: float) -> pd.Series:
-    """``split`` per row when classes are assigned by name: the last ``test`` share of the sorted
-    class names is test, the ``val`` share before them val, the rest train."""
-    classes = sorted(labels.astype(str).unique())
-    n = len(classes)
-    n_test, n_val = round(test * n), round(val * n)
-    if n - n_test - n_val < 1:
-        raise ValueError(f"val={val}, test={test} of {n} classes leaves no class to train")
-    split_of = dict.fromkeys(classes[: n - n_test - n_val], "train")
-    split_of.update(dict.fromkeys(classes[n - n_test - n_val : n - n_test], "val"))
-    split_of.update(dict.fromkeys(classes[n - n_test :], "test"))
-    return labels.astype(str).map(split_of)
+__all__ = ["SeededBatches", "SeededItems", "TrainData"]
 
 
 class SeededItems(Dataset):
@@ -122,3 +60,72 @@ class SeededBatches:
         for b, batch in enumerate(self.sampler, start=self.first_batch):
             base = ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + b) * 4096
             yield [(int(i), (base + j) % 2**63) for j, i in enumerate(batch)]
+
+
+class TrainData:
+    """The training batches of a run, epoch by epoch: ``(inputs, labels)`` on the device.
+
+    ``inputs`` are augmented images (B, C, H, W) decoded by a DataLoader whose workers persist
+    across epochs, or, when ``cache_features`` is given (a frozen backbone), rows of the backbone
+    features it computes on first use (B, F). Batch ``b`` of epoch ``e`` is the same whichever
+    batch an epoch starts at, so a resumed run repeats exactly.
+    """
+
+    def __init__(
+        self,
+        dataset: ManifestDataset,
+        batches: SeededBatches,
+        *,
+        batches_per_epoch: int,
+        device: torch.device,
+        num_workers: int = 0,
+        cache_features: Callable[[], torch.Tensor] | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.batches = batches
+        self.batches_per_epoch = batches_per_epoch
+        self.device = device
+        self.num_workers = num_workers
+        self.cache_features = cache_features
+        self._features: torch.Tensor | None = None
+        self._loader: DataLoader | None = None
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def epoch(self, epoch: int, *, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches ``start_batch`` .. ``len(self) - 1`` of ``epoch``."""
+        self.batches.set_epoch(epoch, start_batch=start_batch)
+        count = max(0, self.batches_per_epoch - start_batch)
+        for inputs, labels in itertools.islice(self._batches(), count):
+            yield inputs.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.cache_features is not None:
+            if self._features is None:
+                self._features = self.cache_features()
+            for batch in self.batches:
+                idx = torch.tensor([i for i, _ in batch])
+                yield self._features[idx], self.dataset.labels[idx]
+            return
+        if self._loader is None:
+            # the batch sampler runs in this process, so set_epoch() takes effect at every iter()
+            self._loader = DataLoader(
+                SeededItems(self.dataset),
+                batch_sampler=self.batches,
+                num_workers=self.num_workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=self.num_workers > 0,
+                worker_init_fn=_lower_priority,
+            )
+        for inputs, labels, _ in self._loader:
+            yield inputs, labels
+
+
+def _lower_priority(_worker_id: int) -> None:
+    """Loader workers yield the CPU to the training step: decoding fills the gaps, it does not
+    preempt the forward/backward (matters on machines with few cores)."""
+    import os
+
+    with contextlib.suppress(OSError):
+        os.nice(5)

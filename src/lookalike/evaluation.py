@@ -1,4 +1,5 @@
-"""Evaluate an embedder on the query/gallery rows of one split of a split manifest."""
+"""Evaluate an embedder on the query/gallery rows of one split of a split manifest: the path shared by
+training (baseline, every epoch, the final test), the `evaluate` command and the Python API."""
 
 from __future__ import annotations
 

@@ -1,0 +1,328 @@
+"""Everything a run is built from its config: the model, the training batches, the miner and loss,
+the optimizer and schedule (:func:`build_components`), and one optimisation step (:class:`Learner`)."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from rich.console import Console
+
+from lookalike.config import TrainingConfig
+from lookalike.data import ManifestDataset, PKSampler, build_transform
+from lookalike.distances import BaseDistance, create_distance
+from lookalike.embed import embed_frame
+from lookalike.evaluation import split_frames
+from lookalike.losses import create_loss, loss_class
+from lookalike.miners import CrossBatchMemory, create_miner
+from lookalike.models import Embedder, create_embedder
+from lookalike.training.data import SeededBatches, TrainData
+from lookalike.training.distributed import (
+    DistInfo,
+    all_gather_embeddings,
+    average_gradients,
+    broadcast_state,
+    scale_grad,
+    shared_seed,
+)
+from lookalike.training.history import RunHistory
+from lookalike.training.schedule import warmup_cosine
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lookalike.models import Checkpoint
+
+__all__ = ["Components", "Learner", "amp_dtype", "build_components", "build_criterion", "build_learner"]
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on ``device`` (None: full precision)."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    return torch.float16 if amp == "fp16" else torch.bfloat16
+
+
+@dataclass
+class Learner:
+    """One optimisation step: forward, gather across ranks, mine, loss, backward; then clip and step.
+
+    ``model`` is the trainable module (DDP-wrapped when distributed); ``criterion`` the loss (or the
+    cross-batch memory around it), whose own parameters are averaged over ranks here, since DDP
+    does not see them.
+    """
+
+    model: torch.nn.Module
+    criterion: torch.nn.Module
+    miner: Any | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    dist: DistInfo
+    amp_dtype: torch.dtype | None = None
+    accumulate: int = 1
+    grad_clip: float | None = None
+
+    @property
+    def criterion_params(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.criterion.parameters() if p.requires_grad]
+
+    def forward_backward(
+        self, inputs: torch.Tensor, labels: torch.Tensor, *, sync: bool = True
+    ) -> torch.Tensor:
+        """Accumulate the gradient of one batch; returns the (detached) loss of the global batch.
+
+        ``sync=False`` (the inner batches of gradient accumulation) skips DDP's all-reduce.
+        """
+        ddp = isinstance(self.model, torch.nn.parallel.DistributedDataParallel)
+        with self.model.no_sync() if ddp and not sync else contextlib.nullcontext():
+            device_type = inputs.device.type
+            with torch.autocast(
+                device_type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+            ):
+                embeddings = self.model(inputs)
+            embeddings = embeddings.float()
+            if self.dist.enabled:  # DDP averages over ranks; each rank holds its samples' share of the sum
+                embeddings = scale_grad(embeddings, self.dist.world_size)
+            all_emb, all_labels = all_gather_embeddings(embeddings, labels, self.dist)
+            if isinstance(self.criterion, CrossBatchMemory):
+                loss = self.criterion(all_emb, all_labels)  # mines with the run's miner itself
+            else:
+                tuples = self.miner(all_emb, all_labels) if self.miner is not None else None
+                loss = self.criterion(all_emb, all_labels, tuples)
+            self.scaler.scale(loss / self.accumulate).backward()
+        return loss.detach()
+
+    def step(self) -> None:
+        """Average the loss's gradients over ranks, clip, step the optimizer and the schedule."""
+        average_gradients(self.criterion_params, self.dist)
+        if self.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        miner_state = self.miner.state_dict() if hasattr(self.miner, "state_dict") else None
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "criterion": self.criterion.state_dict(),
+            "miner": miner_state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.criterion.load_state_dict(state["criterion"])
+        if hasattr(self.miner, "load_state_dict") and state.get("miner") is not None:
+            self.miner.load_state_dict(state["miner"])
+
+
+@dataclass
+class Components:
+    """What :func:`build_components` makes of a config; the fit loop only calls into these."""
+
+    config: TrainingConfig
+    run_dir: Path
+    dist: DistInfo
+    embedder: Embedder
+    learner: Learner
+    data: TrainData
+    val: tuple[pd.DataFrame, pd.DataFrame]  # (queries, gallery)
+    test: tuple[pd.DataFrame, pd.DataFrame]
+    distance: BaseDistance
+    history: RunHistory
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data) / self.config.optim.accumulate)
+
+
+class _HeadOnly(torch.nn.Module):
+    """The trainable part when backbone features are cached (for DDP wrapping)."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        super().__init__()
+        self.embedder = embedder
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.embedder.embed_features(features)
+
+
+def build_components(
+    config: TrainingConfig,
+    frame: pd.DataFrame,
+    *,
+    run_dir: Path,
+    dist: DistInfo,
+    checkpoint: Checkpoint | None = None,
+    console: Console | None = None,
+) -> Components:
+    """Build a run from its config and split manifest (``frame``); a resumed run rebuilds the
+    embedder from its ``checkpoint`` (no download, no weights file needed) and then loads the rest
+    of its state with :meth:`Learner.load_state_dict`."""
+    device = dist.device
+    embedder = (checkpoint.embedder if checkpoint is not None else create_embedder(config.model)).to(device)
+    prep = embedder.preprocessing
+    train_frame = frame[frame["split"] == "train"].reset_index(drop=True)
+    dataset = ManifestDataset(
+        train_frame,
+        transform=build_transform("train", image_size=prep.image_size, mean=prep.mean, std=prep.std),
+        cache_bytes=config.data.cache_images_mb * 2**20 if config.data.cache_images else 0,
+    )
+    sampler = PKSampler(
+        dataset.labels,
+        p=config.sampler.p,
+        k=config.sampler.k,
+        seed=config.train.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+    )
+    batches_per_epoch = len(sampler)
+    if config.train.steps_per_epoch is not None:
+        batches_per_epoch = min(batches_per_epoch, config.train.steps_per_epoch * config.optim.accumulate)
+
+    cache = config.model.freeze == "frozen" and config.train.cache_features
+
+    def cache_features() -> torch.Tensor:
+        if console is not None:
+            console.print(
+                f"caching frozen backbone features of {len(train_frame)} training images (eval transform)"
+            )
+        return embed_frame(
+            embedder,
+            train_frame,
+            batch_size=config.data.eval_batch_size,
+            device=device,
+            features_only=True,
+            num_workers=config.data.num_workers,
+        )
+
+    data = TrainData(
+        dataset,
+        SeededBatches(sampler, seed=config.train.seed + 7919 * dist.rank),
+        batches_per_epoch=batches_per_epoch,
+        device=device,
+        num_workers=config.data.num_workers,
+        cache_features=cache_features if cache else None,
+    )
+    miner = create_miner(config.miner.name, **config.miner.kwargs()) if config.miner.name else None
+    if dist.enabled and miner is not None and getattr(miner, "seed", 0) is None:
+        # an unseeded random miner would draw differently on each rank from the same gathered batch
+        miner.seed = shared_seed(dist)
+    criterion = build_criterion(config, embedder, len(dataset.classes), miner)
+    learner = build_learner(
+        config,
+        _HeadOnly(embedder) if cache else embedder,
+        embedder.param_groups(
+            lr=config.optim.lr, backbone_lr=config.optim.backbone_lr, weight_decay=config.optim.weight_decay
+        ),
+        criterion,
+        miner,
+        dist=dist,
+        steps_per_epoch=math.ceil(batches_per_epoch / config.optim.accumulate),
+    )
+    return Components(
+        config=config,
+        run_dir=run_dir,
+        dist=dist,
+        embedder=embedder,
+        learner=learner,
+        data=data,
+        val=split_frames(frame, "val"),
+        test=split_frames(frame, "test"),
+        distance=create_distance(config.eval.distance),
+        history=RunHistory(run_dir),
+    )
+
+
+def build_criterion(
+    config: TrainingConfig, embedder: Embedder, num_classes: int, miner: Any | None
+) -> torch.nn.Module:
+    """The configured loss, inside a cross-batch memory when ``memory.size > 0``."""
+    # proxy losses need the data's class count and the embedding size: filled in unless given
+    inferred = {"num_classes": num_classes, "embedding_size": embedder.embed_dim}
+    params = inspect.signature(loss_class(config.loss.name)).parameters
+    loss_kwargs = {k: v for k, v in inferred.items() if k in params} | config.loss.kwargs()
+    loss = create_loss(config.loss.name, **loss_kwargs)
+    if config.memory.size > 0:
+        return CrossBatchMemory(
+            loss,
+            embedding_size=embedder.embed_dim,
+            memory_size=config.memory.size,
+            miner=miner,
+            warmup_steps=config.memory.warmup_steps,
+        )
+    return loss
+
+
+def build_learner(
+    config: TrainingConfig,
+    module: torch.nn.Module,
+    param_groups: list[dict[str, Any]],
+    criterion: torch.nn.Module,
+    miner: Any | None,
+    *,
+    dist: DistInfo,
+    steps_per_epoch: int,
+) -> Learner:
+    """Optimizer, schedule and (under DDP) the wrapped ``module`` for training with ``criterion``.
+
+    Under DDP the criterion's state (ArcFace proxies, a learnable beta, a memory queue) is made
+    equal to rank 0's, as DDP does for the module.
+    """
+    device = dist.device
+    criterion = criterion.to(device)
+    broadcast_state(criterion, dist)
+    groups = list(param_groups)
+    loss_params = [p for p in criterion.parameters() if p.requires_grad]
+    if loss_params:
+        groups.append({"params": loss_params, "lr": config.optim.lr, "weight_decay": 0.0})
+    if not groups:
+        if config.train.epochs > 0:
+            raise ValueError(
+                f"nothing to train: model.freeze={config.model.freeze!r} with "
+                f"model.head={config.model.head!r} and loss {config.loss.name!r} leaves no trainable "
+                "parameter; use head: linear or mlp, another freeze, or train.epochs: 0 to only evaluate"
+            )
+        # evaluation only: an optimizer over a placeholder keeps the code uniform
+        groups = [{"params": [torch.nn.Parameter(torch.zeros(1))]}]
+    optimizer = torch.optim.AdamW(groups, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    model = module
+    if dist.enabled and config.train.epochs > 0:
+        model = torch.nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    dtype = amp_dtype(config.train.amp, device)
+    return Learner(
+        model=model,
+        criterion=criterion,
+        miner=miner,
+        optimizer=optimizer,
+        scheduler=warmup_cosine(
+            optimizer,
+            total_steps=steps_per_epoch * config.train.epochs,
+            warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
+            min_lr_ratio=config.optim.min_lr_ratio,
+        ),
+        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+        dist=dist,
+        amp_dtype=dtype,
+        accumulate=config.optim.accumulate,
+        grad_clip=config.optim.grad_clip,
+    )

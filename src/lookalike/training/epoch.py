@@ -1,0 +1,100 @@
+"""One training epoch: batches -> forward/backward -> optimizer steps, with checkpoints and progress."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from lookalike.training.checkpoints import save_last
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from lookalike.training.components import Components
+    from lookalike.training.state import TrainState
+
+__all__ = ["train_epoch"]
+
+
+def train_epoch(
+    c: Components,
+    state: TrainState,
+    *,
+    progress: Progress | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Train epoch ``state.epoch`` from batch ``state.next_batch`` to its end; ``state`` is advanced
+    as it goes (a mid-epoch ``last.pt`` every ``train.checkpoint_every`` steps) and then moved to
+    the start of the next epoch. Returns the epoch's record for ``train_log.jsonl``.
+
+    The loss is summed on the device and read by the host only every ``train.log_every`` batches
+    (and before a checkpoint), so logging forces no device sync per step.
+    """
+    config, learner = c.config, c.learner
+    n_batches = len(c.data)
+    world = c.dist.world_size
+    task = None
+    if progress is not None:
+        task = progress.add_task(
+            "train",
+            total=n_batches,
+            completed=state.next_batch,
+            epoch=state.epoch + 1,
+            loss=float("nan"),
+            rate=0.0,
+        )
+    pending_loss = torch.zeros((), dtype=torch.float64, device=c.device)  # not yet read by the host
+    pending_n = 0
+
+    def read_loss() -> None:
+        nonlocal pending_n
+        if pending_n:
+            state.epoch_loss_sum += float(pending_loss)
+            state.epoch_loss_n += pending_n
+            pending_loss.zero_()
+            pending_n = 0
+
+    c.embedder.train()
+    images = 0
+    t_start = t_last = time.perf_counter()
+    for inputs, labels in c.data.epoch(state.epoch, start_batch=state.next_batch):
+        state.next_batch += 1
+        steps_now = state.next_batch % config.optim.accumulate == 0 or state.next_batch == n_batches
+        pending_loss += learner.forward_backward(inputs, labels, sync=steps_now)
+        pending_n += 1
+        images += len(labels) * world
+        state.train_images += len(labels) * world
+        now = time.perf_counter()
+        state.train_seconds += now - t_last
+        t_last = now
+        if steps_now:
+            learner.step()
+            state.global_step += 1
+            if config.train.checkpoint_every and state.global_step % config.train.checkpoint_every == 0:
+                read_loss()
+                save_last(c, state)
+            if on_step is not None:
+                on_step(state.global_step)
+        if state.next_batch % config.train.log_every == 0 or state.next_batch == n_batches:
+            read_loss()
+            if task is not None:
+                rate = images / max(time.perf_counter() - t_start, 1e-9)
+                progress.update(task, completed=state.next_batch, loss=state.epoch_loss, rate=rate)
+    read_loss()
+    if task is not None:
+        progress.remove_task(task)
+    record = {
+        "epoch": state.epoch + 1,
+        "loss": state.epoch_loss,
+        "lr": learner.optimizer.param_groups[0]["lr"],
+        "step": state.global_step,
+        "images_per_second": state.images_per_second,
+        "epoch_images": images,  # of this call: a resumed epoch counts from where it resumed
+        "epoch_seconds": time.perf_counter() - t_start,
+    }
+    state.epoch, state.next_batch = state.epoch + 1, 0
+    state.epoch_loss_sum, state.epoch_loss_n = 0.0, 0
+    return record

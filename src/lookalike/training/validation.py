@@ -1,0 +1,112 @@
+"""Evaluation during a run: the val split before training and every few epochs (keeping the best
+weights and deciding early stopping), and the test split at the start and with the best weights."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from lookalike.evaluation import evaluate_split
+from lookalike.models import load_checkpoint
+from lookalike.training.checkpoints import save_best
+from lookalike.training.distributed import barrier, on_main
+
+if TYPE_CHECKING:
+    from lookalike.models import Embedder
+    from lookalike.training.components import Components
+    from lookalike.training.state import TrainState
+
+__all__ = ["evaluate", "evaluate_baseline", "test_best", "validate"]
+
+
+def evaluate(c: Components, split: str, embedder: Embedder | None = None) -> dict[str, float]:
+    """Retrieval metrics of ``embedder`` (default: the one training) on ``split``'s queries/gallery."""
+    queries, gallery = c.val if split == "val" else c.test
+    report = evaluate_split(
+        embedder or c.embedder,
+        queries,
+        gallery,
+        ks=c.config.eval.ks,
+        distance=c.distance,
+        device=c.device,
+        batch_size=c.config.data.eval_batch_size,
+        num_workers=c.config.data.num_workers,
+    )
+    return report.metrics
+
+
+def validate(c: Components, state: TrainState, *, epoch: int, console: Console) -> dict[str, float]:
+    """Evaluate val (on rank 0), log it, keep ``best.pt``, and decide early stopping.
+
+    Every rank leaves with the same best-so-far fields and ``state.stopped_early``. Returns the
+    metrics.
+    """
+    metric, patience = c.config.eval.metric, c.config.eval.patience
+
+    def on_rank0() -> tuple[dict[str, float], float | None, int | None, int, bool]:
+        metrics = evaluate(c, "val")
+        c.history.log_eval({"epoch": epoch, "split": "val", "step": state.global_step, **metrics})
+        value = metrics[metric]
+        best_value, best_epoch, stale = state.best_value, state.best_epoch, state.stale_evals
+        if best_value is None or value > best_value:
+            best_value, best_epoch, stale = value, epoch, 0
+            save_best(c, epoch=epoch, value=value)
+        else:
+            stale += 1
+        c.history.plot()
+        if epoch == 0:
+            console.print(f"baseline (before training): val {metric} = {value:.4f}")
+        else:
+            console.print(
+                f"epoch {epoch}: val {metric} = {value:.4f} (best {best_value:.4f} at epoch {best_epoch})"
+            )
+        stop = patience is not None and stale >= patience
+        if stop:
+            console.print(f"early stopping: no improvement in {patience} evaluations")
+        return metrics, best_value, best_epoch, stale, stop
+
+    metrics, state.best_value, state.best_epoch, state.stale_evals, state.stopped_early = on_main(
+        on_rank0, c.dist
+    )
+    return metrics
+
+
+def evaluate_baseline(c: Components, state: TrainState, *, console: Console) -> None:
+    """Before training: val (which also writes the first ``best.pt``) and, if the split has one, test."""
+    state.baseline = validate(c, state, epoch=0, console=console)
+
+    def test_on_rank0() -> dict[str, float] | None:
+        if not len(c.test[0]):
+            return None
+        metrics = evaluate(c, "test")
+        c.history.log_eval({"epoch": 0, "split": "test", "step": 0, **metrics})
+        return metrics
+
+    state.test_baseline = on_main(test_on_rank0, c.dist)
+    barrier(c.dist)
+
+
+def test_best(c: Components, state: TrainState) -> dict[str, float] | None:
+    """The test split with the best weights (``best.pt``); None when the split has no test classes."""
+
+    def on_rank0() -> dict[str, float] | None:
+        if not len(c.test[0]):
+            return None
+        if state.best_epoch == 0 and state.test_baseline is not None:
+            metrics = state.test_baseline  # the best weights are the initial ones, already evaluated
+        else:
+            best = load_checkpoint(c.run_dir / "checkpoints" / "best.pt", map_location="cpu")
+            metrics = evaluate(c, "test", best.embedder.to(c.device))
+        c.history.log_eval(
+            {
+                "epoch": state.best_epoch,
+                "split": "test",
+                "step": state.global_step,
+                "weights": "best",
+                **metrics,
+            }
+        )
+        return metrics
+
+    return on_main(on_rank0, c.dist)
