@@ -15,7 +15,7 @@ from lookalike.config import validate_config
 from lookalike.models import create_embedder_from, save_checkpoint
 from lookalike.models.inference import load_inference_model
 from lookalike.training.history import RunHistory
-from lookalike.training.threshold import calibrate_best
+from lookalike.training.threshold import calibrate_checkpoint_on_val
 
 
 def _val(tmp_path, n_classes=5, per_class=4):
@@ -57,7 +57,7 @@ def _records(tmp_path):
 
 def test_best_checkpoint_gets_the_threshold_and_metrics_the_figures(tmp_path):
     ckpt, config, history = _setup(tmp_path, 0.2)
-    result = calibrate_best(
+    result = calibrate_checkpoint_on_val(
         ckpt,
         _val(tmp_path),
         config,
@@ -80,7 +80,7 @@ def test_best_checkpoint_gets_the_threshold_and_metrics_the_figures(tmp_path):
 def test_off_when_target_far_is_null(tmp_path):
     ckpt, config, history = _setup(tmp_path, None)
     before = ckpt.read_bytes()
-    out = calibrate_best(
+    out = calibrate_checkpoint_on_val(
         ckpt,
         _val(tmp_path),
         config,
@@ -97,7 +97,7 @@ def test_a_val_split_that_cannot_calibrate_is_skipped_with_its_reason(tmp_path):
     ckpt, config, history = _setup(tmp_path, 0.01)
     before = ckpt.read_bytes()
     console = Console(record=True, width=200)
-    out = calibrate_best(
+    out = calibrate_checkpoint_on_val(
         ckpt,
         _val(tmp_path, n_classes=1),
         config,
