@@ -114,3 +114,25 @@ def test_a_val_split_that_cannot_calibrate_is_skipped_with_its_reason(tmp_path):
     )
     (record,) = _records(tmp_path)
     assert record["split"] == "calibration" and "at least 2 classes" in record["skipped"]
+
+
+def test_fit_leaves_a_calibrated_best_checkpoint(image_folder, tmp_path):
+    from lookalike.training import fit
+
+    config = validate_config(
+        {
+            "data": {"root": str(image_folder), "val": 0.3, "test": 0.2, "seed": 1},
+            "model": {"backbone": "convnet4", "embed_dim": 8, "image_size": 24},
+            "sampler": {"p": 3, "k": 2},
+            "train": {"epochs": 1, "steps_per_epoch": 2, "device": "cpu"},
+            "eval": {"ks": [1, 2], "target_far": 0.25},
+        }
+    )
+    result = fit(config, tmp_path / "run", console=Console(quiet=True))
+    model = load_inference_model(checkpoint=tmp_path / "run" / "checkpoints" / "best.pt")
+    records = [r for r in _records(tmp_path) if r["split"] == "calibration"]
+    assert len(records) == 1 and "skipped" not in records[0]
+    assert model.threshold is not None and model.threshold.value == records[0]["threshold"]
+    assert model.threshold.far <= 0.25 and model.calibration["split"] == "val"
+    assert result.calibration == {k: v for k, v in records[0].items() if k in result.calibration}
+    assert records[0]["epoch"] == result.best_epoch
