@@ -194,17 +194,29 @@ def embed_frame_distributed(
     from lookalike.training.distributed import gather_to_main
 
     rows = shard_rows(len(frame), info.rank, info.world_size)
-    local = embed_frame(
-        embedder,
-        frame.iloc[rows.start : rows.stop],
-        batch_size=batch_size,
-        device=info.device,
-        num_workers=num_workers,
-        amp=amp,
-        progress=progress,
-    )
+    try:
+        local: torch.Tensor | RuntimeError = embed_frame(
+            embedder,
+            frame.iloc[rows.start : rows.stop],
+            batch_size=batch_size,
+            device=info.device,
+            num_workers=num_workers,
+            amp=amp,
+            progress=progress,
+        )
+    except Exception as err:  # sent to rank 0 instead of a shard, so that no rank waits forever
+        if not info.enabled:
+            raise
+        local = RuntimeError(f"process {info.rank} of {info.world_size}: {err}")
     parts = gather_to_main(local, info)
-    return None if parts is None else torch.cat(parts)
+    if isinstance(local, RuntimeError):
+        raise local
+    if parts is None:
+        return None
+    failed = [p for p in parts if isinstance(p, RuntimeError)]
+    if failed:
+        raise failed[0]
+    return torch.cat(parts)
 
 
 def embeddings_frame(frame: pd.DataFrame, embeddings: torch.Tensor | np.ndarray) -> pd.DataFrame:
