@@ -142,9 +142,10 @@ def query_name(source: object, index: int) -> str:
 
 
 def read_query_image(source: object) -> Image.Image:
-    """Open one query as an RGB PIL image, the way the training data is read
+    """Open one query: a path or encoded bytes as an RGB PIL image, the way the training data is read
     (:func:`lookalike.data.load_rgb`: EXIF rotation, grayscale/palette converted, transparency on
-    white). Accepts a PIL image, a path or encoded bytes; raises ValueError saying what is wrong."""
+    white); a PIL image decoded as it is (embedding converts it the same way). Raises ValueError
+    saying what is wrong."""
     from PIL import Image
 
     from lookalike.data import load_rgb
