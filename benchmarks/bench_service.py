@@ -249,9 +249,10 @@ def main() -> None:
         f"{os.cpu_count()} CPUs"
     )
     print(
-        "| mode | round | requests | failed | requests/s | p50 ms | p99 ms | forward passes | images/pass |"
+        "| mode | round | requests | failed | requests/s | p50 ms | p99 ms | forward passes | images/pass "
+        "| server CPU ms/request |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, runs in rounds.items():
         for i, r in enumerate(runs, 1):
             print(
