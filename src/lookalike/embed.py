@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from lookalike.models import Embedder, Preprocessing
     from lookalike.models.inference import InferenceModel
+    from lookalike.training.distributed import DistInfo
 
 __all__ = [
     "CARRIED_COLUMNS",
@@ -181,36 +182,40 @@ def embed_frame_distributed(
     embedder: Embedder,
     frame: pd.DataFrame,
     *,
-    rank: int,
-    world_size: int,
+    info: DistInfo,
     batch_size: int = 128,
-    device: torch.device | str = "cpu",
     num_workers: int = 0,
     amp: bool = False,
     progress: bool = False,
 ) -> torch.Tensor | None:
-    """Under ``torchrun`` (process group started): each rank embeds its :func:`shard_rows` of
-    ``frame``; rank 0 returns all (N, D) embeddings in row order, the other ranks None. With
-    ``world_size`` 1 it is :func:`embed_frame`."""
-    rows = shard_rows(len(frame), rank, world_size)
-    local = embed_frame(
-        embedder,
-        frame.iloc[rows.start : rows.stop],
-        batch_size=batch_size,
-        device=device,
-        num_workers=num_workers,
-        amp=amp,
-        progress=progress,
-    )
-    if world_size == 1:
-        return local
-    import torch.distributed as dist
+    """Under ``torchrun`` (``info`` from :func:`lookalike.training.distributed.init_distributed`):
+    each rank embeds its :func:`shard_rows` of ``frame`` on ``info.device``; rank 0 returns all
+    (N, D) embeddings in row order, the other ranks None. In one plain process: :func:`embed_frame`."""
+    from lookalike.training.distributed import gather_to_main
 
-    parts: list[torch.Tensor] | None = [None] * world_size if rank == 0 else None  # type: ignore[list-item]
-    dist.gather_object(local, parts, dst=0)
-    if rank != 0:
+    rows = shard_rows(len(frame), info.rank, info.world_size)
+    try:
+        local: torch.Tensor | RuntimeError = embed_frame(
+            embedder,
+            frame.iloc[rows.start : rows.stop],
+            batch_size=batch_size,
+            device=info.device,
+            num_workers=num_workers,
+            amp=amp,
+            progress=progress,
+        )
+    except Exception as err:  # sent to rank 0 instead of a shard, so that no rank waits forever
+        if not info.enabled:
+            raise
+        local = RuntimeError(f"process {info.rank} of {info.world_size}: {err}")
+    parts = gather_to_main(local, info)
+    if isinstance(local, RuntimeError):
+        raise local
+    if parts is None:
         return None
-    assert parts is not None
+    failed = [p for p in parts if isinstance(p, RuntimeError)]
+    if failed:
+        raise failed[0]
     return torch.cat(parts)
 
 

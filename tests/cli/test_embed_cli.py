@@ -231,3 +231,37 @@ def test_torchrun_two_processes_write_the_single_process_file(tmp_path):
     np.testing.assert_allclose(e2, e1, rtol=1e-5, atol=1e-6)
     assert m1 == m2
     assert len(t2) == 15 and t2["row"].to_list() == list(range(15))
+
+
+def test_torchrun_a_bad_image_in_one_shard_fails_every_process_without_writing(tmp_path):
+    manifest = _split_manifest(tmp_path, n_classes=2, per_class=3)  # 6 rows: rank 1 embeds rows 3-5
+    ckpt = _checkpoint(tmp_path)
+    (tmp_path / "images" / "c1" / "2.png").write_bytes(b"not a png")  # row 5
+    out = tmp_path / "o.parquet"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+    ]
+    args = [
+        "embed",
+        "--checkpoint",
+        str(ckpt),
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    proc = subprocess.run(
+        [*cmd, "-m", "lookalike", *args], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert proc.returncode != 0
+    assert "process 1 of 2: row 5: cannot read image" in proc.stderr and "2.png" in proc.stderr
+    assert not out.exists()

@@ -177,7 +177,12 @@ def test_gradient_accumulation_steps_the_optimizer_every_n_batches(image_folder,
 def test_zero_epochs_evaluates_the_untrained_model_once_per_split(image_folder, tmp_path):
     result = fit(_config(image_folder, epochs=0), tmp_path / "run")
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["epoch"], r["split"]) for r in records] == [(0, "val"), (0, "test"), (0, "test")]
+    assert [(r["epoch"], r["split"]) for r in records] == [
+        (0, "val"),
+        (0, "test"),
+        (0, "calibration"),
+        (0, "test"),
+    ]
     assert result.test == result.test_baseline and result.best_epoch == 0
     assert result.val["hit_rate@1"] == records[0]["hit_rate@1"]
 

@@ -15,7 +15,7 @@ from lookalike.config import validate_config
 from lookalike.models import create_embedder_from, save_checkpoint
 from lookalike.models.inference import load_inference_model
 from lookalike.training.history import RunHistory
-from lookalike.training.threshold import calibrate_best
+from lookalike.training.threshold import calibrate_checkpoint_on_val
 
 
 def _val(tmp_path, n_classes=5, per_class=4):
@@ -57,7 +57,7 @@ def _records(tmp_path):
 
 def test_best_checkpoint_gets_the_threshold_and_metrics_the_figures(tmp_path):
     ckpt, config, history = _setup(tmp_path, 0.2)
-    result = calibrate_best(
+    result = calibrate_checkpoint_on_val(
         ckpt,
         _val(tmp_path),
         config,
@@ -80,7 +80,7 @@ def test_best_checkpoint_gets_the_threshold_and_metrics_the_figures(tmp_path):
 def test_off_when_target_far_is_null(tmp_path):
     ckpt, config, history = _setup(tmp_path, None)
     before = ckpt.read_bytes()
-    out = calibrate_best(
+    out = calibrate_checkpoint_on_val(
         ckpt,
         _val(tmp_path),
         config,
@@ -97,7 +97,7 @@ def test_a_val_split_that_cannot_calibrate_is_skipped_with_its_reason(tmp_path):
     ckpt, config, history = _setup(tmp_path, 0.01)
     before = ckpt.read_bytes()
     console = Console(record=True, width=200)
-    out = calibrate_best(
+    out = calibrate_checkpoint_on_val(
         ckpt,
         _val(tmp_path, n_classes=1),
         config,
@@ -114,3 +114,25 @@ def test_a_val_split_that_cannot_calibrate_is_skipped_with_its_reason(tmp_path):
     )
     (record,) = _records(tmp_path)
     assert record["split"] == "calibration" and "at least 2 classes" in record["skipped"]
+
+
+def test_fit_leaves_a_calibrated_best_checkpoint(image_folder, tmp_path):
+    from lookalike.training import fit
+
+    config = validate_config(
+        {
+            "data": {"root": str(image_folder), "val": 0.3, "test": 0.2, "seed": 1},
+            "model": {"backbone": "convnet4", "embed_dim": 8, "image_size": 24},
+            "sampler": {"p": 3, "k": 2},
+            "train": {"epochs": 1, "steps_per_epoch": 2, "device": "cpu"},
+            "eval": {"ks": [1, 2], "target_far": 0.25},
+        }
+    )
+    result = fit(config, tmp_path / "run", console=Console(quiet=True))
+    model = load_inference_model(checkpoint=tmp_path / "run" / "checkpoints" / "best.pt")
+    records = [r for r in _records(tmp_path) if r["split"] == "calibration"]
+    assert len(records) == 1 and "skipped" not in records[0]
+    assert model.threshold is not None and model.threshold.value == records[0]["threshold"]
+    assert model.threshold.far <= 0.25 and model.calibration["split"] == "val"
+    assert result.calibration == {k: v for k, v in records[0].items() if k in result.calibration}
+    assert records[0]["epoch"] == result.best_epoch

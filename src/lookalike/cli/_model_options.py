@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import torch
 import typer
 
 if TYPE_CHECKING:
-    import torch
-
     from lookalike.models.inference import InferenceModel
 
 __all__ = [
@@ -138,18 +137,11 @@ class ModelOptions:
 
 
 def resolve_cli_device(name: str | torch.device, *, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else CPU; a named CUDA device that is
-    not there raises RuntimeError."""
-    import torch
+    """:func:`lookalike.devices.resolve_device`, except that ``auto`` under ``torchrun`` means this
+    process's GPU, ``cuda:LOCAL_RANK`` (CPU when there is no CUDA)."""
+    from lookalike.devices import resolve_device
 
-    if isinstance(name, torch.device):
-        return name
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name!r} but CUDA is not available here; use cpu or auto")
+    device = resolve_device(name)
+    if str(name) == "auto" and device.type == "cuda":
+        return torch.device("cuda", local_rank)
     return device

@@ -68,8 +68,6 @@ def embed(
     from lookalike.training.distributed import cleanup, init_distributed
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    main = rank == 0
     options = ModelOptions(checkpoint, backbone, weights, image_size, pretrained)
     try:
         options.check()
@@ -88,16 +86,14 @@ def embed(
     info = init_distributed(dev)
     try:
         emb = embed_frame_distributed(
-            model.embedder,
+            model.embedder.to(info.device),
             frame,
-            rank=info.rank,
-            world_size=info.world_size,
+            info=info,
             batch_size=batch_size,
-            device=dev,
             num_workers=num_workers,
-            progress=main,
+            progress=info.is_main,
         )
-        if main:
+        if info.is_main:
             assert emb is not None
             metadata = {
                 "model_fingerprint": model.fingerprint,

@@ -309,7 +309,7 @@ def evaluate(
     transfer-learning baseline), and print the retrieval metrics."""
     from lookalike.data import read_manifest
     from lookalike.distances import create_distance
-    from lookalike.training import evaluate_split, split_frames
+    from lookalike.evaluation import evaluate_split, split_frames
 
     options = ModelOptions(checkpoint, backbone, weights, image_size, pretrained)
     try:

@@ -29,6 +29,7 @@ __all__ = [
     "barrier",
     "broadcast_state",
     "cleanup",
+    "gather_to_main",
     "init_distributed",
     "on_main",
     "scale_grad",
@@ -181,6 +182,16 @@ def shared_seed(info: DistInfo) -> int:
     if info.enabled:
         dist.broadcast(seed, src=0)
     return int(seed.item())
+
+
+def gather_to_main(obj: T, info: DistInfo) -> list[T] | None:
+    """Every rank's ``obj`` (picklable, e.g. a CPU tensor) in rank order on rank 0, None on the
+    others; ``[obj]`` in one plain process. (``lookalike embed`` gathers its shards with it.)"""
+    if not info.enabled:
+        return [obj]
+    parts: list[Any] | None = [None] * info.world_size if info.is_main else None
+    dist.gather_object(obj, parts, dst=0)
+    return parts
 
 
 def barrier(info: DistInfo) -> None:

@@ -32,6 +32,7 @@ from lookalike.training.distributed import DistInfo, barrier, cleanup, init_dist
 from lookalike.training.epoch import train_epoch
 from lookalike.training.rng import seed_everything
 from lookalike.training.state import TrainState
+from lookalike.training.threshold import calibrate_best
 from lookalike.training.validation import evaluate_baseline, test_best, validate
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class FitResult:
     test: dict[str, float] | None = None
     images_per_second: float = 0.0
     train_seconds: float = 0.0
+    calibration: dict[str, float | int | str] | None = None  # best.pt's match threshold and its figures
 
 
 def fit(
@@ -104,8 +106,10 @@ def fit(
 
         # ---- training is over. Steps that use the trained model before the final report go here
         # (e.g. calibrating a match threshold on val with the best weights, checkpoints/best.pt).
+        calibration = on_main(lambda: calibrate_best(c, state, console=console), dist)
         test = test_best(c, state)
         result = _result(c.history.evals() if dist.is_main else [], state, run_dir, test)
+        result.calibration = calibration
         if dist.is_main:
             _final_table(console, config, result)
         return result

@@ -24,12 +24,33 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from lookalike.config import TrainingConfig
+    from lookalike.training.components import Components
     from lookalike.training.history import RunHistory
+    from lookalike.training.state import TrainState
 
-__all__ = ["calibrate_best"]
+__all__ = ["calibrate_best", "calibrate_checkpoint_on_val"]
 
 
 def calibrate_best(
+    c: Components, state: TrainState, *, console: Console
+) -> dict[str, float | int | str] | None:
+    """Calibrate the run's ``checkpoints/best.pt`` on the val split, store the threshold in it and
+    log the figures. Returns them as one flat record (:func:`lookalike.calibration.summary`), or
+    None when the step is off or skipped (reason logged). Rank 0 only."""
+    result = calibrate_checkpoint_on_val(
+        c.run_dir / "checkpoints" / "best.pt",
+        c.val,
+        c.config,
+        history=c.history,
+        console=console,
+        device=c.device,
+        epoch=state.best_epoch,
+        step=state.global_step,
+    )
+    return None if result is None else summary(result)
+
+
+def calibrate_checkpoint_on_val(
     checkpoint: str | Path,
     val: tuple[pd.DataFrame, pd.DataFrame],
     config: TrainingConfig,
@@ -40,9 +61,8 @@ def calibrate_best(
     epoch: int | None,
     step: int,
 ) -> Calibration | None:
-    """Calibrate ``checkpoint`` (the run's best.pt) on the val ``(queries, gallery)`` rows, store
-    the threshold in it and log the figures. Returns None when off or skipped (reason logged).
-    Call on rank 0 only."""
+    """Calibrate ``checkpoint`` on the val ``(queries, gallery)`` rows, store the threshold in it and
+    log the figures in ``history`` (a ``"calibration"`` record). None when off or skipped."""
     target_far = config.eval.target_far
     if target_far is None:
         return None
