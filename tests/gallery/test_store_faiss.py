@@ -114,8 +114,10 @@ def test_unstorable_metadata_is_refused_before_any_change(tmp_path, unit):
 
 def test_vectors_returns_the_normalised_embeddings(tmp_path, unit):
     x = unit(5, D, seed=0) * 3.0
+    before = x.copy()
     with create_gallery(tmp_path / "g", GalleryHeader(embed_dim=D)) as store:
         store.add(x, _items(5))
+        assert (x == before).all()  # the caller's array is not normalised in place
         np.testing.assert_allclose(store.vectors(["i3", "i1"]), x[[3, 1]] / 3.0, atol=1e-6)
         assert store.vectors().shape == (5, D)
 

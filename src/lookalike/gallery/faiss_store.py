@@ -223,8 +223,13 @@ class _Snapshot:
     fids: np.ndarray = dataclasses.field(init=False)
     ids: np.ndarray = dataclasses.field(init=False)
     positions: pd.Index = dataclasses.field(init=False)
+    # what search() asks: the index inside IndexIDMap2, whose labels are positions = item rows (the id map
+    # would translate them in an OpenMP loop, which costs ~30 ms a query on a busy machine); IVF: itself
+    searcher: faiss.Index = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
+        inner = faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap2) else None
+        object.__setattr__(self, "searcher", self.index if inner is None else inner)
         ids = self.items["id"].to_numpy(dtype=object)
         object.__setattr__(self, "fids", self.items[FID].to_numpy(dtype=np.int64))
         object.__setattr__(self, "ids", ids)
@@ -395,10 +400,10 @@ class FaissFolderStore:
         kk = min(k, len(snap.ids))
         if kk == 0 or q.shape[0] == 0:
             return np.empty((q.shape[0], kk), dtype=np.float32), np.empty((q.shape[0], kk), dtype=object)
-        raw, fids = snap.index.search(q, kk)
+        raw, labels = snap.searcher.search(q, kk)
         distances = to_distance(raw, snap.header.distance)
-        missing = fids < 0
-        pos = np.searchsorted(snap.fids, fids)
+        missing = labels < 0
+        pos = labels if snap.searcher is not snap.index else np.searchsorted(snap.fids, labels)
         if missing.any():  # an approximate index may find fewer than k
             pos[missing] = 0
             ids = snap.ids[pos]

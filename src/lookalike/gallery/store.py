@@ -234,7 +234,7 @@ def check_embeddings(
         )
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise ValueError(f"{what} must be real numbers, got dtype {x.dtype}")
-    x = np.array(x, dtype=np.float32, order="C")  # a copy: the caller's array is never changed
+    x = np.ascontiguousarray(x, dtype=np.float32)  # no copy when it already is
     if x.shape[0] == 0:
         return x
     squares = np.einsum("ij,ij->i", x, x)  # NaN/inf in a row make its sum NaN/inf
@@ -247,8 +247,9 @@ def check_embeddings(
         raise ValueError(f"{what} row {row} contains {what_is}")
     if (squares == 0).any():
         raise ValueError(f"{what} row {int(np.argmin(squares))} is all zeros and cannot be L2-normalised")
-    x /= np.sqrt(squares)[:, None]
-    return x
+    if np.abs(squares - 1.0).max() <= 1e-5:  # already L2-normalised (a model's output): used as it is
+        return x
+    return x / np.sqrt(squares)[:, None]  # a new array: the caller's is never changed
 
 
 def check_k(k: int) -> int:
