@@ -103,10 +103,24 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (Linux /proc), all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def load(
-    base: str, queries: list[bytes], *, requests: int, concurrency: int, max_seconds: float
+    base: str,
+    queries: list[bytes],
+    *,
+    requests: int,
+    concurrency: int,
+    max_seconds: float,
+    pid: int | None = None,
 ) -> dict:
-    """``requests`` searches from ``concurrency`` clients; none is started after ``max_seconds``."""
+    """``requests`` searches from ``concurrency`` clients; none is started after ``max_seconds``.
+    With the server's ``pid``, also its CPU time per request: the work done, which a loaded machine
+    changes much less than the wall time."""
     latencies: list[float] = []
     failures: list[str] = []
     next_index = 0
@@ -133,9 +147,11 @@ async def load(
                         latencies.append(time.perf_counter() - started)
 
         before = (await client.get("/metrics")).text
+        cpu_before = cpu_seconds(pid) if pid else float("nan")
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
+        cpu = (cpu_seconds(pid) - cpu_before) if pid else float("nan")
         after = (await client.get("/metrics")).text
     passes = _delta(before, after, "lookalike_embed_forward_passes_total")
     images = _delta(before, after, "lookalike_embed_batch_images_sum")
@@ -150,6 +166,7 @@ async def load(
         "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
         "forward_passes": passes,
         "images_per_pass": images / passes if passes else float("nan"),
+        "server_cpu_ms_per_request": 1000 * cpu / max(len(latencies), 1),
     }
 
 
@@ -210,7 +227,7 @@ def main() -> None:
                 asyncio.run(load(base, queries, requests=args.warmup, concurrency=4, max_seconds=60))
             rounds: dict[str, list[dict]] = {name: [] for name in modes}
             for _ in range(args.rounds):  # alternated, so a change in the machine's load hits both
-                for name, (_, base) in servers.items():
+                for name, (proc, base) in servers.items():
                     rounds[name].append(
                         asyncio.run(
                             load(
@@ -219,6 +236,7 @@ def main() -> None:
                                 requests=args.requests,
                                 concurrency=args.concurrency,
                                 max_seconds=args.max_seconds,
+                                pid=proc.pid,
                             )
                         )
                     )
@@ -231,15 +249,16 @@ def main() -> None:
         f"{os.cpu_count()} CPUs"
     )
     print(
-        "| mode | round | requests | failed | requests/s | p50 ms | p99 ms | forward passes | images/pass |"
+        "| mode | round | requests | failed | requests/s | p50 ms | p99 ms | forward passes | images/pass "
+        "| server CPU ms/request |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, runs in rounds.items():
         for i, r in enumerate(runs, 1):
             print(
                 f"| {name} | {i} | {r['requests']} | {r['failed']} | {r['requests_per_s']:.1f} | "
                 f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['forward_passes']:.0f} | "
-                f"{r['images_per_pass']:.1f} |"
+                f"{r['images_per_pass']:.1f} | {r['server_cpu_ms_per_request']:.0f} |"
             )
     gains = [
         b["requests_per_s"] / s["requests_per_s"]
@@ -248,6 +267,15 @@ def main() -> None:
     print(
         f"\nmicro-batching: {float(np.median(gains)):.2f}x the requests/s of one-at-a-time embedding "
         f"(median over rounds; per round: {', '.join(f'{g:.2f}x' for g in gains)})"
+    )
+    cpu = {
+        name: float(np.median([r["server_cpu_ms_per_request"] for r in runs]))
+        for name, runs in rounds.items()
+    }
+    print(
+        f"server CPU time per request (median): {cpu['micro-batched']:.0f} ms micro-batched, "
+        f"{cpu['one at a time']:.0f} ms one at a time "
+        f"(micro-batching does {cpu['one at a time'] / cpu['micro-batched']:.2f}x less work a request)"
     )
     print(json.dumps({"args": vars(args), "rounds": rounds, "gains": gains}))
     failed = [r for runs in rounds.values() for r in runs if r["failed"]]
