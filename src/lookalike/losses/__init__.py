@@ -14,7 +14,7 @@ from lookalike.losses.margin import MarginLoss
 from lookalike.losses.multi_similarity import MultiSimilarityLoss
 from lookalike.losses.range_loss import RangeLoss
 from lookalike.losses.triplet import TripletLoss
-from lookalike.miners._registry import create_from_registry, registry_class
+from lookalike.registry import create_from_registry, registry_class
 
 __all__ = [
     "ArcFaceLoss",

@@ -1,30 +1,10 @@
-"""Helpers shared by the losses: argument checks, reductions and the zero-with-gradient."""
+"""Tensor helpers shared by the losses: gathering pair values and the zero-with-gradient."""
 
 from __future__ import annotations
 
 import torch
 
-from lookalike.miners._common import check_distance
-from lookalike.miners.tuples import check_inputs
-
-__all__ = [
-    "check_distance",
-    "check_inputs",
-    "check_reduction",
-    "gather_pairs",
-    "pair_counts",
-    "reduce",
-    "sum_over_pairs",
-    "zero_with_grad",
-]
-
-REDUCTIONS = ("mean", "sum", "none")
-
-
-def check_reduction(reduction: str) -> str:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}; valid: {', '.join(REDUCTIONS)}")
-    return reduction
+__all__ = ["gather_pairs", "pair_counts", "sum_over_pairs", "zero_with_grad"]
 
 
 def zero_with_grad(embeddings: torch.Tensor, reduction: str, *extra: torch.Tensor) -> torch.Tensor:
@@ -37,15 +17,6 @@ def zero_with_grad(embeddings: torch.Tensor, reduction: str, *extra: torch.Tenso
         if t is not None and t.requires_grad:
             z = z + t.sum() * 0
     return z.reshape(1)[:0] if reduction == "none" else z
-
-
-def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Reduce per-tuple ``values`` (T,) by "mean", "sum" or "none"."""
-    if reduction == "none":
-        return values
-    if reduction == "sum":
-        return values.sum()
-    return values.mean()
 
 
 def gather_pairs(mat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lookalike.losses._common import check_inputs, check_reduction, reduce
+from lookalike.losses.reduction import check_reduction, reduce_terms
+from lookalike.tuples import check_inputs
 
 __all__ = ["ArcFaceLoss", "arcface_logits"]
 
@@ -40,7 +41,9 @@ class ArcFaceLoss(nn.Module):
         embedding_size: D.
         margin: additive angular margin in radians (paper: 0.5; PML takes degrees, 28.6).
         scale: logit scale s (paper and PML: 64).
-        reduction: "mean" over embeddings (default), "sum", "none" (N,).
+        reduction: see :mod:`lookalike.losses.reduction`; the terms are the N embeddings' cross
+            entropies (``"none"``: (N,)). Default ``"mean"`` over the embeddings, as the paper and
+            PML; each embedding is its own anchor, so ``"per_anchor"`` equals ``"mean"``.
 
     The proxies are ``self.proxies`` (C, D), an ``nn.Parameter``: add ``loss.parameters()`` to the
     optimizer. A proxy loss has no tuples: ``indices_tuple`` and ``ref_emb`` are refused.
@@ -89,7 +92,7 @@ class ArcFaceLoss(nn.Module):
             )
         proxies = self.proxies.to(embeddings.dtype)
         logits = arcface_logits(embeddings, proxies, labels, margin=self.margin, scale=self.scale)
-        return reduce(F.cross_entropy(logits, labels, reduction="none"), self.reduction)
+        return reduce_terms(F.cross_entropy(logits, labels, reduction="none"), self.reduction)
 
     def extra_repr(self) -> str:
         return (

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from lookalike.miners._registry import create_from_registry, registry_class
 from lookalike.miners.batch_all import BatchAllMiner
 from lookalike.miners.batch_hard import BatchHardMiner
 from lookalike.miners.cross_batch_memory import CrossBatchMemory
 from lookalike.miners.distance_weighted import DistanceWeightedMiner
 from lookalike.miners.semihard import SemiHardMiner
-from lookalike.miners.tuples import IndicesTuple, PairIndices, TripletIndices
+from lookalike.registry import create_from_registry, registry_class
+from lookalike.tuples import IndicesTuple, PairIndices, TripletIndices
 
 __all__ = [
     "BatchAllMiner",

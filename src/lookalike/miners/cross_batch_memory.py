@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from lookalike.miners.tuples import (
+from lookalike.tuples import (
     IndicesTuple,
     PairIndices,
     TripletIndices,
