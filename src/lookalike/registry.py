@@ -1,19 +1,13 @@
-"""The ``create_x(name, **kw)`` machinery shared by the loss and miner registries."""
+"""Pick-by-name registries (``create_x(name, **kw)``, ``list_x()``), shared by losses and miners."""
 
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-__all__ = ["create_from_registry", "option_names", "registry_class"]
+__all__ = ["Registry", "option_names"]
 
-
-def registry_class(registry: dict[str, type], kind: str, name: str) -> type:
-    """``registry[name]``; an unknown name fails listing the valid ones."""
-    try:
-        return registry[name]
-    except KeyError:
-        raise ValueError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(registry))}") from None
+T = TypeVar("T")
 
 
 def option_names(cls: type) -> list[str]:
@@ -25,17 +19,30 @@ def option_names(cls: type) -> list[str]:
     )
 
 
-def create_from_registry(registry: dict[str, type], kind: str, name: str, kwargs: dict[str, Any]) -> Any:
-    """Build ``registry[name](**kwargs)``; unknown names and keywords fail listing the valid ones.
+class Registry(Generic[T]):
+    """Classes by name, for one ``kind`` of thing ("loss", "miner"); errors list the valid names."""
 
-    (A ``distance`` may be a name: the losses and miners resolve it through
-    :func:`lookalike.distances.resolve_distance`.)
-    """
-    cls = registry_class(registry, kind, name)
-    valid = option_names(cls)
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise TypeError(
-            f"{kind} {name!r} got unknown keyword(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
-        )
-    return cls(**kwargs)
+    def __init__(self, kind: str, classes: dict[str, type[T]]) -> None:
+        self.kind = kind
+        self._classes = dict(classes)
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def get(self, name: str) -> type[T]:
+        """The class registered as ``name``; an unknown name fails listing the valid ones."""
+        if not isinstance(name, str) or name not in self._classes:
+            raise ValueError(f"unknown {self.kind} {name!r}; valid names: {', '.join(self.names())}")
+        return self._classes[name]
+
+    def create(self, name: str, kwargs: dict[str, Any]) -> T:
+        """``get(name)(**kwargs)``; an unknown keyword fails listing the valid ones (a typo must not
+        be dropped). A ``distance`` may be a name: losses and miners resolve it themselves."""
+        cls = self.get(name)
+        valid = option_names(cls)
+        unknown = sorted(set(kwargs) - set(valid))
+        if unknown:
+            raise TypeError(
+                f"{self.kind} {name!r} got unknown keyword(s) {', '.join(unknown)}; valid: {', '.join(valid)}"
+            )
+        return cls(**kwargs)

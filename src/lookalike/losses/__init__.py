@@ -14,7 +14,7 @@ from lookalike.losses.margin import MarginLoss
 from lookalike.losses.multi_similarity import MultiSimilarityLoss
 from lookalike.losses.range_loss import RangeLoss
 from lookalike.losses.triplet import TripletLoss
-from lookalike.registry import create_from_registry, registry_class
+from lookalike.registry import Registry
 
 __all__ = [
     "ArcFaceLoss",
@@ -25,21 +25,25 @@ __all__ = [
     "TripletLoss",
     "create_loss",
     "list_losses",
+    "loss_class",
 ]
 
-_REGISTRY: dict[str, type[nn.Module]] = {
-    "arcface": ArcFaceLoss,
-    "contrastive": ContrastiveLoss,
-    "margin": MarginLoss,
-    "multi_similarity": MultiSimilarityLoss,
-    "range": RangeLoss,
-    "triplet": TripletLoss,
-}
+_REGISTRY: Registry[nn.Module] = Registry(
+    "loss",
+    {
+        "arcface": ArcFaceLoss,
+        "contrastive": ContrastiveLoss,
+        "margin": MarginLoss,
+        "multi_similarity": MultiSimilarityLoss,
+        "range": RangeLoss,
+        "triplet": TripletLoss,
+    },
+)
 
 
 def list_losses() -> list[str]:
     """Names accepted by :func:`create_loss`."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def create_loss(name: str, **kwargs: object) -> nn.Module:
@@ -48,9 +52,9 @@ def create_loss(name: str, **kwargs: object) -> nn.Module:
     ``distance`` may be given as a name (``"cosine"``) or a distance object. An unknown name or
     keyword is an error that lists the valid ones.
     """
-    return create_from_registry(_REGISTRY, "loss", name, kwargs)
+    return _REGISTRY.create(name, kwargs)
 
 
 def loss_class(name: str) -> type[nn.Module]:
     """The class :func:`create_loss` would build for ``name`` (to inspect its options)."""
-    return registry_class(_REGISTRY, "loss", name)
+    return _REGISTRY.get(name)
