@@ -1,7 +1,26 @@
-"""Metric-learning losses, called like pytorch-metric-learning's:
+"""Metric-learning losses, called like pytorch-metric-learning's (PML):
 ``loss(embeddings, labels, indices_tuple=None, ref_emb=None, ref_labels=None)``.
 
-Pick one by name with :func:`create_loss` (``list_losses()`` gives the names).
+Pick one by name with :func:`create_loss` (``list_losses()`` gives the names). ``distance=``
+takes a distance object or a name from ``lookalike.distances.list_distances()``.
+
+The reduction contract (details: :mod:`lookalike.losses.reduction`). Every loss computes *terms*,
+equal to PML's per-element losses, then reduces them as ``reduction=`` names:
+
+- ``"none"``: the terms, one per triplet (triplet, margin), per pair (contrastive: positive pairs
+  first, then negative pairs), per anchor (multi-similarity, ArcFace) or per class (range);
+- ``"sum"``: their sum (PML ``SumReducer``);
+- ``"mean"``: their mean, zeros included (PML ``MeanReducer``);
+- ``"mean_nonzero"``: the sum over the number of non-zero terms (PML ``AvgNonZeroReducer``);
+- ``"per_anchor"``: each anchor's mean over its terms (0 without any), averaged over the N
+  rows of ``embeddings`` (PML ``PerAnchorReducer``).
+
+The default is ``"mean"`` for every loss but :class:`MarginLoss`, whose paper (and PML) divides
+by the number of non-zero hinge terms: ``"mean_nonzero"``, two hinge terms per triplet. PML's
+defaults differ for the triplet loss (``AvgNonZeroReducer``: pass ``reduction="mean_nonzero"``)
+and the contrastive loss (PML reduces the positive and negative pairs separately and adds the
+two). :class:`RangeLoss` takes ``"mean"``, ``"sum"`` (the paper's total) and ``"none"`` only.
+Each class's docstring says what its default averages over.
 """
 
 from __future__ import annotations
