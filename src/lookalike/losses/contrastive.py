@@ -99,13 +99,13 @@ class ContrastiveLoss(nn.Module):
         if self.reduction == "none":
             return torch.cat([pos[positive], neg[negative]])
         # elementwise maths with an elementwise backward instead of a gather and a scatter-add
-        kept = torch.where(positive, pos, 0.0) + torch.where(negative, neg, 0.0)
+        pos, neg = torch.where(positive, pos, 0.0), torch.where(negative, neg, 0.0)
         if self.reduction == "per_anchor":
-            per_row = (positive.sum(1) + negative.sum(1)).clamp_min(1).to(kept.dtype)
-            return (kept.sum(1) / per_row).mean()
-        total = kept.sum()
+            per_row = (positive.sum(1) + negative.sum(1)).clamp_min(1).to(pos.dtype)
+            return ((pos.sum(1) + neg.sum(1)) / per_row).mean()
+        total = pos.sum() + neg.sum()
         if self.reduction == "mean_nonzero":
-            count = int((positive & (pos > 0)).sum()) + int((negative & (neg > 0)).sum())
+            count = int((pos > 0).sum()) + int((neg > 0).sum())  # zero outside the masks
             count = max(count, 1)
         return total if self.reduction == "sum" else total / count
 
