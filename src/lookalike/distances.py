@@ -149,27 +149,6 @@ class DotProductSimilarity(BaseDistance):
         return (x * y).sum(dim=-1)
 
 
-_REGISTRY = {
-    "euclidean": lambda: EuclideanDistance(),
-    "squared_euclidean": lambda: EuclideanDistance(squared=True),
-    "cosine": lambda: CosineSimilarity(),
-    "dot": lambda: DotProductSimilarity(),
-}
-
-
-def list_distances() -> list[str]:
-    """Names accepted by :func:`create_distance`."""
-    return sorted(_REGISTRY)
-
-
-def create_distance(name: str) -> BaseDistance:
-    """Build a distance by name: ``euclidean`` (the default elsewhere), ``squared_euclidean``,
-    ``cosine``, ``dot``."""
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown distance {name!r}; valid names: {', '.join(list_distances())}")
-    return _REGISTRY[name]()
-
-
 def resolve_distance(
     distance: BaseDistance | str | None, *, default: BaseDistance | None = None
 ) -> BaseDistance:
@@ -194,6 +173,28 @@ def resolve_distance(
 def closeness(mat: torch.Tensor, distance: BaseDistance) -> torch.Tensor:
     """Values of ``mat`` where larger always means closer (the similarity, or minus the distance)."""
     return mat if distance.higher_is_closer else -mat
+
+
+_REGISTRY = {
+    "euclidean": lambda: EuclideanDistance(),
+    "squared_euclidean": lambda: EuclideanDistance(squared=True),
+    "cosine": lambda: CosineSimilarity(),
+    "dot": lambda: DotProductSimilarity(),
+}
+
+
+def list_distances() -> list[str]:
+    """Names accepted by :func:`create_distance`."""
+    return sorted(_REGISTRY)
+
+
+def create_distance(name: str) -> BaseDistance:
+    """Build a distance by name: ``euclidean`` (the default elsewhere), ``squared_euclidean``,
+    ``cosine``, ``dot``."""
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise ValueError(f"unknown distance {name!r}; valid names: {', '.join(list_distances())}") from None
 
 
 def _check_2d(t: torch.Tensor, what: str) -> None:
