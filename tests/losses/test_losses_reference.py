@@ -369,8 +369,10 @@ def test_bad_inputs_name_the_value():
         MarginLoss(num_classes=4)(emb, torch.where(labels == 0, 7, labels))
     with pytest.raises(ValueError, match="3 tensors"):
         TripletLoss()(emb, labels, (labels, labels))
-    with pytest.raises(ValueError, match="no indices_tuple"):
+    with pytest.raises(ValueError, match="ArcFaceLoss is a proxy loss: it takes no indices_tuple"):
         ArcFaceLoss(num_classes=4, embedding_size=8)(emb, labels, TripletIndices(labels, labels, labels))
+    with pytest.raises(ValueError, match="RangeLoss is computed on the whole batch: .* and no ref_emb"):
+        RangeLoss()(emb, labels, None, emb, labels)
 
 
 def test_learnable_parameters_are_exposed():

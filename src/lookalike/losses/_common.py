@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["gather_pairs", "pair_counts", "sum_over_pairs", "zero_with_grad"]
+__all__ = ["gather_pairs", "pair_counts", "refuse_tuples", "sum_over_pairs", "zero_with_grad"]
+
+
+def refuse_tuples(owner: str, why: str, indices_tuple: object, ref_emb: object) -> None:
+    """For the losses computed on the batch alone (proxies, class centres): no tuples, no reference."""
+    if indices_tuple is not None or ref_emb is not None:
+        raise ValueError(
+            f"{owner} {why}: it takes no indices_tuple (use no miner and no cross-batch memory) "
+            "and no ref_emb"
+        )
 
 
 def zero_with_grad(embeddings: torch.Tensor, reduction: str, *extra: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lookalike.losses._common import refuse_tuples
 from lookalike.losses.reduction import check_reduction, reduce_terms
 from lookalike.tuples import check_inputs
 
@@ -80,10 +81,7 @@ class ArcFaceLoss(nn.Module):
         ref_labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         check_inputs(embeddings, labels, ref_emb, ref_labels)
-        if indices_tuple is not None or ref_emb is not None:
-            raise ValueError(
-                "ArcFaceLoss is a proxy loss: it takes no indices_tuple (use no miner) and no ref_emb"
-            )
+        refuse_tuples("ArcFaceLoss", "is a proxy loss", indices_tuple, ref_emb)
         bad = (labels < 0) | (labels >= self.num_classes)
         if bool(bad.any()):
             raise ValueError(

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lookalike.distances import BaseDistance, EuclideanDistance, resolve_distance
-from lookalike.losses._common import zero_with_grad
+from lookalike.losses._common import refuse_tuples, zero_with_grad
 from lookalike.losses.reduction import check_reduction
 from lookalike.tuples import check_inputs
 
@@ -116,10 +116,7 @@ class RangeLoss(nn.Module):
         ref_labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         check_inputs(embeddings, labels, ref_emb, ref_labels)
-        if indices_tuple is not None or ref_emb is not None:
-            raise ValueError(
-                "RangeLoss is computed on the whole batch: it takes no indices_tuple and no ref_emb"
-            )
+        refuse_tuples("RangeLoss", "is computed on the whole batch", indices_tuple, ref_emb)
         if len(labels) == 0:
             return zero_with_grad(embeddings, self.reduction)
         x = self.distance.normalize(embeddings)
