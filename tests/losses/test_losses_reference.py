@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -371,7 +372,7 @@ def test_bad_inputs_name_the_value():
         TripletLoss()(emb, labels, (labels, labels))
     with pytest.raises(ValueError, match="ArcFaceLoss is a proxy loss: it takes no indices_tuple"):
         ArcFaceLoss(num_classes=4, embedding_size=8)(emb, labels, TripletIndices(labels, labels, labels))
-    with pytest.raises(ValueError, match="RangeLoss is computed on the whole batch: .* and no ref_emb"):
+    with pytest.raises(ValueError, match=r"RangeLoss is computed on the whole batch: .* and no ref_emb"):
         RangeLoss()(emb, labels, None, emb, labels)
 
 
@@ -504,3 +505,19 @@ def test_contrastive_pair_masks_reduce_like_indices(reduction):
     a2, n = torch.where(diff)
     want = loss(emb, labels, PairIndices(a1, p, a2, n), ref, ref_labels)
     torch.testing.assert_close(loss.loss_from_pair_masks(emb, ref, same, diff), want, atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")), ids=str)
+def test_shipped_configs_build_their_loss_and_miner(path):
+    """The example configs pass loss/miner options through YAML: they must still load and build,
+    and their losses keep the contract's default reduction."""
+    from lookalike.config import load_config
+    from lookalike.miners import create_miner
+
+    cfg = load_config(path)
+    loss = create_loss(cfg.loss.name, **cfg.loss.kwargs())
+    assert loss.reduction == ("mean_nonzero" if cfg.loss.name == "margin" else "mean")
+    if cfg.miner.name is not None:
+        emb, labels = pk_batch()
+        idx = create_miner(cfg.miner.name, **cfg.miner.kwargs())(emb, labels)
+        assert torch.isfinite(loss(emb, labels, idx))
