@@ -82,3 +82,34 @@ def test_batch_losses_refuse_a_miner(tmp_path):
         load_config(_write(tmp_path, BASE), ["loss.name=arcface"])
     cfg = load_config(_write(tmp_path, BASE), ["loss.name=range", "miner.name=null"])
     assert cfg.loss.name == "range"
+
+
+def test_loss_and_miner_take_a_distance_by_name(tmp_path):
+    from lookalike.distances import CosineSimilarity, EuclideanDistance
+    from lookalike.losses import TripletLoss, create_loss
+    from lookalike.miners import SemiHardMiner, create_miner
+
+    raw = {**BASE, "miner": {"name": "semihard", "margin": 0.1, "distance": "cosine"}}
+    raw["loss"] = {"name": "triplet", "margin": 0.1, "distance": "cosine"}
+    cfg = load_config(_write(tmp_path, raw))
+    assert cfg.loss.kwargs() == {"margin": 0.1, "distance": "cosine"}
+    loss = create_loss(cfg.loss.name, **cfg.loss.kwargs())  # what training builds
+    miner = create_miner(cfg.miner.name, **cfg.miner.kwargs())
+    assert isinstance(loss, TripletLoss) and isinstance(loss.distance, CosineSimilarity)
+    assert isinstance(miner, SemiHardMiner) and isinstance(miner.distance, CosineSimilarity)
+    # --set works too, and the resolved config round-trips with the name
+    cfg = load_config(_write(tmp_path, BASE), ["loss.distance=squared_euclidean"])
+    built = create_loss(cfg.loss.name, **cfg.loss.kwargs())
+    assert isinstance(built.distance, EuclideanDistance) and built.distance.squared
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml").loss.kwargs()["distance"] == "squared_euclidean"
+
+
+def test_unknown_distance_name_lists_the_valid_ones(tmp_path):
+    valid = "cosine, dot, euclidean, squared_euclidean"
+    with pytest.raises(
+        ConfigError, match=rf"loss.distance 'cosin' is not a known distance; valid names: {valid}"
+    ):
+        load_config(_write(tmp_path, BASE), ["loss.distance=cosin"])
+    with pytest.raises(ConfigError, match=rf"miner.distance 3 is not a known distance; valid names: {valid}"):
+        load_config(_write(tmp_path, BASE), ["miner.distance=3"])

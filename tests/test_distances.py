@@ -70,3 +70,22 @@ def test_registry_and_errors():
         EuclideanDistance()(torch.zeros(3))
     with pytest.raises(ValueError, match=r"D=3.*D=4"):
         EuclideanDistance()(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_resolve_distance_takes_a_name_an_object_or_none():
+    from lookalike.distances import resolve_distance
+    from lookalike.losses import MultiSimilarityLoss, TripletLoss
+    from lookalike.miners import BatchHardMiner, DistanceWeightedMiner
+
+    assert isinstance(resolve_distance(None), EuclideanDistance)
+    cos = CosineSimilarity()
+    assert resolve_distance(cos) is cos and resolve_distance(None, default=cos) is cos
+    assert isinstance(TripletLoss(distance="cosine").distance, CosineSimilarity)
+    assert isinstance(BatchHardMiner(distance="dot").distance, DotProductSimilarity)
+    assert isinstance(MultiSimilarityLoss().distance, CosineSimilarity)  # its own default
+    with pytest.raises(ValueError, match=r"unknown distance 'cosin'; valid names: cosine, dot, euclidean"):
+        TripletLoss(distance="cosin")
+    with pytest.raises(TypeError, match=r"BaseDistance or one of the names cosine, dot"):
+        BatchHardMiner(distance=3)
+    with pytest.raises(ValueError, match="DistanceWeightedMiner needs EuclideanDistance"):
+        DistanceWeightedMiner(distance="cosine")

@@ -7,12 +7,12 @@ ones. ``--set section.key=value`` overrides any key (the value is parsed as YAML
 
 The ``miner`` and ``loss`` sections take ``name`` plus that miner's or loss's own keyword
 arguments (``{name: triplet, margin: 0.2}``); those are checked against the chosen class's
-signature when the config is loaded.
+signature when the config is loaded; ``distance`` takes a name from
+``lookalike.distances.list_distances()`` (``{name: triplet, distance: cosine}``).
 """
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,18 +109,23 @@ def _check_name(section: str, name: str, registry: list[str]) -> None:
 
 
 def _check_kwargs(section: str, name: str, factory: Any, kwargs: dict[str, Any]) -> None:
-    sig = inspect.signature(factory)
-    params = {
-        p.name
-        for p in sig.parameters.values()
-        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in {"self", "distance"}
-    }
+    from lookalike.registry import option_names
+
+    params = set(option_names(factory))
     unknown = sorted(set(kwargs) - params)
     if unknown:
         raise ValueError(
             f"{section} {name!r} has no option(s) {', '.join(unknown)}; valid options: "
             f"{', '.join(sorted(params)) or '(none)'}"
         )
+    if "distance" in kwargs:  # by name: the loss/miner resolves it through create_distance
+        from lookalike.distances import list_distances
+
+        if kwargs["distance"] not in list_distances():
+            raise ValueError(
+                f"{section}.distance {kwargs['distance']!r} is not a known distance; valid names: "
+                f"{', '.join(list_distances())}"
+            )
 
 
 class MinerConfig(_NamedWithKwargs):

@@ -19,8 +19,10 @@ __all__ = [
     "CosineSimilarity",
     "DotProductSimilarity",
     "EuclideanDistance",
+    "closeness",
     "create_distance",
     "list_distances",
+    "resolve_distance",
 ]
 
 
@@ -145,6 +147,32 @@ class DotProductSimilarity(BaseDistance):
 
     def _paired(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (x * y).sum(dim=-1)
+
+
+def resolve_distance(
+    distance: BaseDistance | str | None, *, default: BaseDistance | None = None
+) -> BaseDistance:
+    """The ``distance=`` option of a loss or miner as a distance object.
+
+    None gives ``default`` (Euclidean on L2-normalised embeddings unless another is given); a name
+    goes through :func:`create_distance` (so ``distance: cosine`` works in a YAML config); a
+    distance object is used as it is.
+    """
+    if distance is None:
+        return EuclideanDistance() if default is None else default
+    if isinstance(distance, str):
+        return create_distance(distance)
+    if not isinstance(distance, BaseDistance):
+        raise TypeError(
+            f"distance must be a lookalike.distances.BaseDistance or one of the names "
+            f"{', '.join(list_distances())}; got {distance!r}"
+        )
+    return distance
+
+
+def closeness(mat: torch.Tensor, distance: BaseDistance) -> torch.Tensor:
+    """Values of ``mat`` where larger always means closer (the similarity, or minus the distance)."""
+    return mat if distance.higher_is_closer else -mat
 
 
 _REGISTRY = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -189,7 +190,7 @@ def test_margin_matches_loop(num_classes):
     betas = loss.beta.detach().tolist()
     want, active = loop_margin(emb, labels, 0.2, betas)
     torch.testing.assert_close(loss(emb, labels), want, atol=ATOL, rtol=0)
-    loss.reduction = "mean"
+    loss.reduction = "mean_nonzero"
     torch.testing.assert_close(loss(emb, labels), want.sum() / active, atol=ATOL, rtol=0)
 
 
@@ -295,8 +296,7 @@ def test_reductions_agree(cls):
     emb, labels = pk_batch(seed=15)
     none = cls(reduction="none")(emb, labels)
     torch.testing.assert_close(cls(reduction="sum")(emb, labels), none.sum(), atol=1e-4, rtol=0)
-    if cls is not MarginLoss:
-        torch.testing.assert_close(cls(reduction="mean")(emb, labels), none.mean(), atol=ATOL, rtol=0)
+    torch.testing.assert_close(cls(reduction="mean")(emb, labels), none.mean(), atol=ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("cls", [*ALL_TUPLE_LOSSES, RangeLoss])
@@ -370,8 +370,10 @@ def test_bad_inputs_name_the_value():
         MarginLoss(num_classes=4)(emb, torch.where(labels == 0, 7, labels))
     with pytest.raises(ValueError, match="3 tensors"):
         TripletLoss()(emb, labels, (labels, labels))
-    with pytest.raises(ValueError, match="no indices_tuple"):
+    with pytest.raises(ValueError, match="ArcFaceLoss is a proxy loss: it takes no indices_tuple"):
         ArcFaceLoss(num_classes=4, embedding_size=8)(emb, labels, TripletIndices(labels, labels, labels))
+    with pytest.raises(ValueError, match=r"RangeLoss is computed on the whole batch: .* and no ref_emb"):
+        RangeLoss()(emb, labels, None, emb, labels)
 
 
 def test_learnable_parameters_are_exposed():
@@ -379,3 +381,143 @@ def test_learnable_parameters_are_exposed():
     assert list(dict(MarginLoss(learn_beta=False).named_buffers())) == ["beta"]
     assert [n for n, _ in ArcFaceLoss(num_classes=3, embedding_size=4).named_parameters()] == ["proxies"]
     assert list(TripletLoss().parameters()) == []
+
+
+# ---------------------------------------------------------------- the reduction contract
+
+
+def loop_reduce(terms: list[float], anchors: list[int], n: int, reduction: str) -> float:
+    """The named reductions of lookalike.losses.reduction, the obvious way."""
+    if reduction == "sum":
+        return sum(terms)
+    if reduction == "mean":
+        return sum(terms) / len(terms)
+    if reduction == "mean_nonzero":
+        nonzero = [t for t in terms if t > 0]
+        return sum(nonzero) / len(nonzero) if nonzero else 0.0
+    per_anchor = []
+    for i in range(n):
+        mine = [t for t, a in zip(terms, anchors, strict=True) if a == i]
+        per_anchor.append(sum(mine) / len(mine) if mine else 0.0)
+    return sum(per_anchor) / n
+
+
+def contract_case(name: str, emb, labels):
+    """(loss class with fixed options, per-term loop values, the anchor of each term)."""
+    n = len(labels)
+    if name == "contrastive":
+        pos, neg = loop_pairs(labels)
+        terms = loop_contrastive(emb, labels, "euclidean", 0.3, 0.9).tolist()
+        return (
+            lambda **kw: ContrastiveLoss(pos_margin=0.3, neg_margin=0.9, **kw),
+            terms,
+            [a for a, _ in pos + neg],
+        )
+    if name == "triplet":
+        terms = loop_triplet(emb, labels, "euclidean", 0.3, False).tolist()
+        return lambda **kw: TripletLoss(margin=0.3, **kw), terms, [a for a, _, _ in loop_triplets(labels)]
+    if name == "margin":
+        terms = loop_margin(emb, labels, 0.2, [1.0])[0].tolist()
+        return (
+            lambda **kw: MarginLoss(margin=0.2, beta=1.0, **kw),
+            terms,
+            [a for a, _, _ in loop_triplets(labels)],
+        )
+    if name == "multi_similarity":
+        terms = loop_multi_similarity(emb, labels, 2.0, 10.0, 0.5).tolist()
+        return lambda **kw: MultiSimilarityLoss(alpha=2.0, beta=10.0, base=0.5, **kw), terms, list(range(n))
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "mean_nonzero", "per_anchor"])
+@pytest.mark.parametrize("name", ["contrastive", "triplet", "margin", "multi_similarity"])
+def test_named_reductions_match_loop(name, reduction):
+    emb, labels = pk_batch(seed=21)
+    labels[0] = 3  # classes of unequal size, so anchors have unequal numbers of tuples
+    make, terms, anchors = contract_case(name, emb, labels)
+    want = loop_reduce(terms, anchors, len(labels), reduction)
+    if name == "margin" and reduction == "mean_nonzero":  # two hinge terms per triplet (docstring)
+        total, active = loop_margin(emb, labels, 0.2, [1.0])
+        want = float(total.sum()) / active
+    got = make(reduction=reduction)(emb, labels)
+    assert got.shape == ()
+    assert got.item() == pytest.approx(want, abs=1e-5, rel=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "mean_nonzero", "per_anchor"])
+def test_named_reductions_with_mined_pairs_match_loop(reduction):
+    """Mined pairs (a subset, anchors with 0, 1 or several pairs) through the gather path."""
+    emb, labels = pk_batch(p=5, k=4, seed=22)
+    pos, neg = loop_pairs(labels)
+    g = torch.Generator().manual_seed(3)
+    pos = [pos[i] for i in torch.randperm(len(pos), generator=g)[:9].tolist()]
+    neg = [neg[i] for i in torch.randperm(len(neg), generator=g)[:25].tolist()]
+    idx = PairIndices(*(torch.tensor(c) for c in (*zip(*pos, strict=True), *zip(*neg, strict=True))))
+    loss = ContrastiveLoss(pos_margin=0.3, neg_margin=0.9, reduction="none")
+    terms = loss(emb, labels, idx).tolist()
+    assert terms == pytest.approx(
+        [max(ref_value("euclidean", emb[a], emb[p]) - 0.3, 0.0) for a, p in pos]
+        + [max(0.9 - ref_value("euclidean", emb[a], emb[n]), 0.0) for a, n in neg],
+        abs=1e-5,
+    )
+    want = loop_reduce(terms, [a for a, _ in pos + neg], len(labels), reduction)
+    loss.reduction = reduction
+    assert loss(emb, labels, idx).item() == pytest.approx(want, abs=1e-5, rel=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "mean_nonzero", "per_anchor"])
+def test_arcface_named_reductions_match_loop(reduction):
+    emb, labels = pk_batch(seed=23)
+    loss = ArcFaceLoss(num_classes=4, embedding_size=8, margin=0.3, scale=8.0, reduction="none")
+    terms = loss(emb, labels).tolist()
+    loss.reduction = reduction
+    want = loop_reduce(terms, list(range(len(labels))), len(labels), reduction)
+    assert loss(emb, labels).item() == pytest.approx(want, abs=1e-5, rel=1e-5)
+
+
+def test_defaults_and_refusals_of_the_contract():
+    defaults = {name: loss_class(name)().reduction for name in list_losses() if name != "arcface"}
+    defaults["arcface"] = ArcFaceLoss(num_classes=2, embedding_size=2).reduction
+    assert defaults == {
+        "arcface": "mean",
+        "contrastive": "mean",
+        "margin": "mean_nonzero",  # the paper's normalisation
+        "multi_similarity": "mean",
+        "range": "mean",
+        "triplet": "mean",
+    }
+    with pytest.raises(ValueError, match=r"'per_anchor' for RangeLoss; valid: mean, sum, none"):
+        RangeLoss(reduction="per_anchor")
+    with pytest.raises(ValueError, match=r"'avg'; valid: mean, mean_nonzero, per_anchor, sum, none"):
+        TripletLoss(reduction="avg")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "mean_nonzero", "per_anchor"])
+def test_contrastive_pair_masks_reduce_like_indices(reduction):
+    """The cross-batch memory's mask path gives what the index path gives, for every reduction."""
+    emb, labels = pk_batch(seed=24)
+    ref, ref_labels = pk_batch(p=4, k=5, seed=25)
+    loss = ContrastiveLoss(pos_margin=0.3, neg_margin=0.9, reduction=reduction)
+    same = labels[:, None] == ref_labels[None, :]
+    same[0] = False  # anchor 0 loses its positives
+    diff = labels[:, None] != ref_labels[None, :]
+    a1, p = torch.where(same)
+    a2, n = torch.where(diff)
+    want = loss(emb, labels, PairIndices(a1, p, a2, n), ref, ref_labels)
+    torch.testing.assert_close(loss.loss_from_pair_masks(emb, ref, same, diff), want, atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")), ids=str)
+def test_shipped_configs_build_their_loss_and_miner(path):
+    """The example configs pass loss/miner options through YAML: they must still load and build,
+    and their losses keep the contract's default reduction."""
+    from lookalike.config import load_config
+    from lookalike.miners import create_miner
+
+    cfg = load_config(path)
+    loss = create_loss(cfg.loss.name, **cfg.loss.kwargs())
+    assert loss.reduction == ("mean_nonzero" if cfg.loss.name == "margin" else "mean")
+    if cfg.miner.name is not None:
+        emb, labels = pk_batch()
+        idx = create_miner(cfg.miner.name, **cfg.miner.kwargs())(emb, labels)
+        assert torch.isfinite(loss(emb, labels, idx))

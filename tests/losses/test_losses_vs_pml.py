@@ -157,3 +157,72 @@ def test_given_indices_with_duplicates_reduce_like_none(cls):
     cls(reduction="sum")(e1, labels, idx).backward()
     cls(reduction="none")(e2, labels, idx).sum().backward()
     torch.testing.assert_close(e1.grad, e2.grad, atol=1e-4, rtol=1e-4)
+
+
+# ---------------------------------------------------------------- named reductions = PML's reducers
+
+REDUCERS = {
+    "mean": pml_reducers.MeanReducer,
+    "sum": pml_reducers.SumReducer,
+    "mean_nonzero": pml_reducers.AvgNonZeroReducer,
+    "per_anchor": pml_reducers.PerAnchorReducer,
+}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "mean_nonzero"])
+@pytest.mark.parametrize("given", ["none", "triplets"])
+def test_triplet_reductions_equal_pml_reducers(reduction, given):
+    emb, labels = pk_batch(p=5, k=4, seed=31)
+    idx = None if given == "none" else mined_triplets(emb, labels)
+    ours = TripletLoss(margin=0.2, reduction=reduction)(emb, labels, idx)
+    theirs = pml_losses.TripletMarginLoss(margin=0.2, reducer=REDUCERS[reduction]())(emb, labels, idx)
+    torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", list(REDUCERS))
+@pytest.mark.parametrize("kind", ["positive", "negative"])
+def test_contrastive_reductions_equal_pml_reducers(reduction, kind):
+    """PML reduces positive and negative pairs separately and adds the two: with one kind of
+    pair only, its reducers and our named reductions are the same thing."""
+    emb, labels = pk_batch(p=5, k=4, seed=32)
+    a1, p, a2, n = lmu.get_all_pairs_indices(labels)
+    g = torch.Generator().manual_seed(0)
+    keep_p = torch.randperm(len(a1), generator=g)[:20]  # anchors with 0 to 3 pairs, no duplicates
+    keep_n = torch.randperm(len(a2), generator=g)[:60]
+    empty = a1[:0]
+    idx = (
+        (a1[keep_p], p[keep_p], empty, empty) if kind == "positive" else (empty, empty, a2[keep_n], n[keep_n])
+    )
+    ours = ContrastiveLoss(pos_margin=0.3, neg_margin=0.9, reduction=reduction)(emb, labels, idx)
+    theirs = pml_losses.ContrastiveLoss(pos_margin=0.3, neg_margin=0.9, reducer=REDUCERS[reduction]())
+    torch.testing.assert_close(ours, theirs(emb, labels, idx), atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", list(REDUCERS))
+def test_multi_similarity_and_arcface_reductions_equal_pml_reducers(reduction):
+    emb, labels = pk_batch(p=5, k=4, seed=33)
+    idx = mined_triplets(emb, labels)  # some anchors get no pairs: zero terms
+    ours = MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5, reduction=reduction)(emb, labels, idx)
+    theirs = pml_losses.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5, reducer=REDUCERS[reduction]())
+    torch.testing.assert_close(ours, theirs(emb, labels, idx), atol=ATOL, rtol=1e-5)
+    arc = ArcFaceLoss(num_classes=5, embedding_size=8, margin=0.5, scale=16.0, reduction=reduction)
+    pml_arc = pml_losses.ArcFaceLoss(
+        num_classes=5, embedding_size=8, margin=math.degrees(0.5), scale=16, reducer=REDUCERS[reduction]()
+    )
+    with torch.no_grad():
+        pml_arc.W.copy_(arc.proxies.T)
+    torch.testing.assert_close(arc(emb, labels), pml_arc(emb, labels), atol=1e-4, rtol=1e-5)
+
+
+def test_margin_default_is_pml_default_reducer():
+    """MarginLoss's default "mean_nonzero" is PML's DivisorReducer (non-zero hinge terms)."""
+    emb, labels = pk_batch(p=5, k=4, seed=34)
+    idx = mined_triplets(emb, labels)
+    ours = MarginLoss(margin=0.2, beta=1.0, nu=0.0)
+    assert ours.reduction == "mean_nonzero"
+    theirs = pml_losses.MarginLoss(margin=0.2, beta=1.0, nu=0.0, learn_beta=True)
+    torch.testing.assert_close(ours(emb, labels, idx), theirs(emb, labels, idx), atol=ATOL, rtol=1e-5)
+    for reduction in ("mean", "sum"):
+        ours.reduction = reduction
+        got = pml_losses.MarginLoss(margin=0.2, beta=1.0, learn_beta=True, reducer=REDUCERS[reduction]())
+        torch.testing.assert_close(ours(emb, labels, idx), got(emb, labels, idx), atol=ATOL, rtol=1e-5)

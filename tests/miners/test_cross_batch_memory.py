@@ -116,7 +116,9 @@ def test_memory_is_detached_and_gradients_reach_the_batch():
 def test_gradcheck_double():
     # The memory holds detached copies, so gradcheck only makes sense when the stored rows do not
     # depend on the input: queries and stored rows are separated with enqueue_mask.
-    mem = CrossBatchMemory(ContrastiveLoss(pos_margin=0.1, neg_margin=1.5), embedding_size=4, memory_size=12)
+    mem = CrossBatchMemory(
+        ContrastiveLoss(pos_margin=0.1, neg_margin=1.5), embedding_size=4, memory_size=12
+    ).double()  # a float64 queue: the queue's dtype is the one the loss is computed in
     g = torch.Generator().manual_seed(3)
     for _ in range(2):
         mem(torch.randn(6, 4, generator=g), torch.randint(0, 3, (6,), generator=g))
@@ -187,9 +189,10 @@ def test_all_pairs_mask_path_equals_the_index_path_for_every_reduction():
             return self.inner(*args)
 
     g = torch.Generator().manual_seed(3)
-    for reduction in ("mean", "sum", "none"):
-        fast = CrossBatchMemory(ContrastiveLoss(pos_margin=0.1, neg_margin=0.9, reduction=reduction), 5, 20)
-        slow = CrossBatchMemory(IndexOnly(reduction), 5, 20)
+    for reduction in ("mean", "sum", "none", "mean_nonzero", "per_anchor"):
+        loss = ContrastiveLoss(pos_margin=0.1, neg_margin=0.9, reduction=reduction)
+        fast = CrossBatchMemory(loss, 5, 20).double()
+        slow = CrossBatchMemory(IndexOnly(reduction), 5, 20).double()
         for _ in range(4):  # wraps around the memory
             emb = torch.randn(8, 5, generator=g, dtype=torch.float64)
             labels = torch.randint(0, 3, (8,), generator=g)
@@ -199,3 +202,34 @@ def test_all_pairs_mask_path_equals_the_index_path_for_every_reduction():
             out_fast.sum().backward()
             out_slow.sum().backward()
             torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_queue_keeps_its_dtype_whatever_the_callers_dtype():
+    """A bf16 (autocast) or float64 call, or int32 labels, must not change the buffers."""
+    mem = CrossBatchMemory(TripletLoss(margin=0.5), embedding_size=6, memory_size=20, miner=BatchHardMiner())
+    reference = CrossBatchMemory(
+        TripletLoss(margin=0.5), embedding_size=6, memory_size=20, miner=BatchHardMiner()
+    )
+    dtypes = [torch.bfloat16, torch.float64, torch.float32, torch.bfloat16]
+    for dtype, (emb, labels) in zip(dtypes, batches(4, seed=6), strict=True):
+        x = emb.to(dtype).requires_grad_(True)
+        out = mem(x, labels.to(torch.int32))
+        assert out.dtype == torch.float32 and torch.isfinite(out)
+        out.backward()
+        assert x.grad is not None and x.grad.dtype == dtype
+        # the same as a float32 call on the float32-cast inputs, and the buffers stay as they were
+        torch.testing.assert_close(out, reference(emb.to(dtype).float(), labels))
+        assert mem.embedding_memory.dtype == torch.float32 and mem.label_memory.dtype == torch.long
+        torch.testing.assert_close(mem.embedding_memory, reference.embedding_memory, atol=0, rtol=0)
+        assert torch.equal(mem.label_memory, reference.label_memory)
+    assert {k: v.dtype for k, v in mem.state_dict().items()} == {
+        k: v.dtype for k, v in reference.state_dict().items()
+    }
+
+
+def test_embeddings_on_another_device_are_refused():
+    mem = CrossBatchMemory(TripletLoss(), embedding_size=6, memory_size=20)
+    emb, labels = next(batches(1))
+    with pytest.raises(ValueError, match=r"on meta but the memory's queue is on cpu.*memory\.to\('meta'\)"):
+        mem(emb.to("meta"), labels)
+    assert mem.num_stored() == 0 and int(mem.step) == 0

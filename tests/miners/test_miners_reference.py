@@ -24,7 +24,7 @@ from lookalike.miners import (
     list_miners,
     miner_class,
 )
-from lookalike.miners.tuples import as_indices_tuple, to_pairs, to_triplets
+from lookalike.tuples import as_indices_tuple, to_pairs, to_triplets
 
 
 def pk_batch(p: int = 5, k: int = 4, d: int = 8, seed: int = 0):

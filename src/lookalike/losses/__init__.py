@@ -1,7 +1,26 @@
-"""Metric-learning losses, called like pytorch-metric-learning's:
+"""Metric-learning losses, called like pytorch-metric-learning's (PML):
 ``loss(embeddings, labels, indices_tuple=None, ref_emb=None, ref_labels=None)``.
 
-Pick one by name with :func:`create_loss` (``list_losses()`` gives the names).
+Pick one by name with :func:`create_loss` (``list_losses()`` gives the names). ``distance=``
+takes a distance object or a name from ``lookalike.distances.list_distances()``.
+
+The reduction contract (details: :mod:`lookalike.losses.reduction`). Every loss computes *terms*,
+equal to PML's per-element losses, then reduces them as ``reduction=`` names:
+
+- ``"none"``: the terms, one per triplet (triplet, margin), per pair (contrastive: positive pairs
+  first, then negative pairs), per anchor (multi-similarity, ArcFace) or per class (range);
+- ``"sum"``: their sum (PML ``SumReducer``);
+- ``"mean"``: their mean, zeros included (PML ``MeanReducer``);
+- ``"mean_nonzero"``: the sum over the number of non-zero terms (PML ``AvgNonZeroReducer``);
+- ``"per_anchor"``: each anchor's mean over its terms (0 without any), averaged over the N
+  rows of ``embeddings`` (PML ``PerAnchorReducer``).
+
+The default is ``"mean"`` for every loss but :class:`MarginLoss`, whose paper (and PML) divides
+by the number of non-zero hinge terms: ``"mean_nonzero"``, two hinge terms per triplet. PML's
+defaults differ for the triplet loss (``AvgNonZeroReducer``: pass ``reduction="mean_nonzero"``)
+and the contrastive loss (PML reduces the positive and negative pairs separately and adds the
+two). :class:`RangeLoss` takes ``"mean"``, ``"sum"`` (the paper's total) and ``"none"`` only.
+Each class's docstring says what its default averages over.
 """
 
 from __future__ import annotations
@@ -14,7 +33,7 @@ from lookalike.losses.margin import MarginLoss
 from lookalike.losses.multi_similarity import MultiSimilarityLoss
 from lookalike.losses.range_loss import RangeLoss
 from lookalike.losses.triplet import TripletLoss
-from lookalike.miners._registry import create_from_registry, registry_class
+from lookalike.registry import Registry
 
 __all__ = [
     "ArcFaceLoss",
@@ -25,21 +44,25 @@ __all__ = [
     "TripletLoss",
     "create_loss",
     "list_losses",
+    "loss_class",
 ]
 
-_REGISTRY: dict[str, type[nn.Module]] = {
-    "arcface": ArcFaceLoss,
-    "contrastive": ContrastiveLoss,
-    "margin": MarginLoss,
-    "multi_similarity": MultiSimilarityLoss,
-    "range": RangeLoss,
-    "triplet": TripletLoss,
-}
+_REGISTRY: Registry[nn.Module] = Registry(
+    "loss",
+    {
+        "arcface": ArcFaceLoss,
+        "contrastive": ContrastiveLoss,
+        "margin": MarginLoss,
+        "multi_similarity": MultiSimilarityLoss,
+        "range": RangeLoss,
+        "triplet": TripletLoss,
+    },
+)
 
 
 def list_losses() -> list[str]:
     """Names accepted by :func:`create_loss`."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def create_loss(name: str, **kwargs: object) -> nn.Module:
@@ -48,9 +71,9 @@ def create_loss(name: str, **kwargs: object) -> nn.Module:
     ``distance`` may be given as a name (``"cosine"``) or a distance object. An unknown name or
     keyword is an error that lists the valid ones.
     """
-    return create_from_registry(_REGISTRY, "loss", name, kwargs)
+    return _REGISTRY.create(name, kwargs)
 
 
 def loss_class(name: str) -> type[nn.Module]:
     """The class :func:`create_loss` would build for ``name`` (to inspect its options)."""
-    return registry_class(_REGISTRY, "loss", name)
+    return _REGISTRY.get(name)

@@ -1,30 +1,19 @@
-"""Helpers shared by the losses: argument checks, reductions and the zero-with-gradient."""
+"""Tensor helpers shared by the losses: gathering pair values and the zero-with-gradient."""
 
 from __future__ import annotations
 
 import torch
 
-from lookalike.miners._common import check_distance
-from lookalike.miners.tuples import check_inputs
-
-__all__ = [
-    "check_distance",
-    "check_inputs",
-    "check_reduction",
-    "gather_pairs",
-    "pair_counts",
-    "reduce",
-    "sum_over_pairs",
-    "zero_with_grad",
-]
-
-REDUCTIONS = ("mean", "sum", "none")
+__all__ = ["gather_pairs", "pair_counts", "refuse_tuples", "sum_over_pairs", "zero_with_grad"]
 
 
-def check_reduction(reduction: str) -> str:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}; valid: {', '.join(REDUCTIONS)}")
-    return reduction
+def refuse_tuples(owner: str, why: str, indices_tuple: object, ref_emb: object) -> None:
+    """For the losses computed on the batch alone (proxies, class centres): no tuples, no reference."""
+    if indices_tuple is not None or ref_emb is not None:
+        raise ValueError(
+            f"{owner} {why}: it takes no indices_tuple (use no miner and no cross-batch memory) "
+            "and no ref_emb"
+        )
 
 
 def zero_with_grad(embeddings: torch.Tensor, reduction: str, *extra: torch.Tensor) -> torch.Tensor:
@@ -37,15 +26,6 @@ def zero_with_grad(embeddings: torch.Tensor, reduction: str, *extra: torch.Tenso
         if t is not None and t.requires_grad:
             z = z + t.sum() * 0
     return z.reshape(1)[:0] if reduction == "none" else z
-
-
-def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Reduce per-tuple ``values`` (T,) by "mean", "sum" or "none"."""
-    if reduction == "none":
-        return values
-    if reduction == "sum":
-        return values.sum()
-    return values.mean()
 
 
 def gather_pairs(mat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lookalike.losses._common import check_inputs, check_reduction, reduce
+from lookalike.losses._common import refuse_tuples
+from lookalike.losses.reduction import check_reduction, reduce_terms
+from lookalike.tuples import check_inputs
 
 __all__ = ["ArcFaceLoss", "arcface_logits"]
 
@@ -40,7 +42,9 @@ class ArcFaceLoss(nn.Module):
         embedding_size: D.
         margin: additive angular margin in radians (paper: 0.5; PML takes degrees, 28.6).
         scale: logit scale s (paper and PML: 64).
-        reduction: "mean" over embeddings (default), "sum", "none" (N,).
+        reduction: see :mod:`lookalike.losses.reduction`; the terms are the N embeddings' cross
+            entropies (``"none"``: (N,)). Default ``"mean"`` over the embeddings, as the paper and
+            PML; each embedding is its own anchor, so ``"per_anchor"`` equals ``"mean"``.
 
     The proxies are ``self.proxies`` (C, D), an ``nn.Parameter``: add ``loss.parameters()`` to the
     optimizer. A proxy loss has no tuples: ``indices_tuple`` and ``ref_emb`` are refused.
@@ -77,10 +81,7 @@ class ArcFaceLoss(nn.Module):
         ref_labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         check_inputs(embeddings, labels, ref_emb, ref_labels)
-        if indices_tuple is not None or ref_emb is not None:
-            raise ValueError(
-                "ArcFaceLoss is a proxy loss: it takes no indices_tuple (use no miner) and no ref_emb"
-            )
+        refuse_tuples("ArcFaceLoss", "is a proxy loss", indices_tuple, ref_emb)
         bad = (labels < 0) | (labels >= self.num_classes)
         if bool(bad.any()):
             raise ValueError(
@@ -89,7 +90,7 @@ class ArcFaceLoss(nn.Module):
             )
         proxies = self.proxies.to(embeddings.dtype)
         logits = arcface_logits(embeddings, proxies, labels, margin=self.margin, scale=self.scale)
-        return reduce(F.cross_entropy(logits, labels, reduction="none"), self.reduction)
+        return reduce_terms(F.cross_entropy(logits, labels, reduction="none"), self.reduction)
 
     def extra_repr(self) -> str:
         return (

@@ -5,16 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lookalike.distances import BaseDistance
-from lookalike.losses._common import (
-    check_distance,
-    check_inputs,
-    check_reduction,
-    gather_pairs,
-    sum_over_pairs,
-    zero_with_grad,
-)
-from lookalike.miners.tuples import label_masks, to_pairs
+from lookalike.distances import BaseDistance, resolve_distance
+from lookalike.losses._common import gather_pairs, sum_over_pairs, zero_with_grad
+from lookalike.losses.reduction import check_reduction, reduce_terms
+from lookalike.tuples import check_inputs, label_masks, to_pairs
 
 __all__ = ["ContrastiveLoss", "contrastive_terms"]
 
@@ -39,13 +33,15 @@ class ContrastiveLoss(nn.Module):
     Args:
         pos_margin: positive pairs closer than this cost nothing.
         neg_margin: negative pairs farther than this cost nothing.
-        distance: how embeddings are compared (default Euclidean on L2-normalised embeddings).
-        reduction: "mean" over all pairs (default), "sum", or "none" (positive pairs first, then
-            negative pairs, each in index order).
+        distance: a distance object or name (default Euclidean on L2-normalised embeddings).
+        reduction: see :mod:`lookalike.losses.reduction`; the terms are the pairs, positive pairs
+            first, then negative pairs, each in index order (``"none"``). Default ``"mean"``: the
+            mean over all pairs, positive and negative together. PML instead reduces the positive
+            and the negative pairs separately and adds the two (its default: the mean of the
+            non-zero positive terms + the mean of the non-zero negative terms); with only one
+            kind of pair the two conventions agree.
 
-    Triplet indices ``(a, p, n)`` are read as pairs ``(a, p, a, n)``. Unlike PML's default
-    reducer (the mean over non-zero positive losses plus the mean over non-zero negative
-    losses), "mean" is the plain mean over all pairs.
+    Triplet indices ``(a, p, n)`` are read as pairs ``(a, p, a, n)``.
     """
 
     def __init__(
@@ -53,13 +49,13 @@ class ContrastiveLoss(nn.Module):
         *,
         pos_margin: float = 0.0,
         neg_margin: float = 1.0,
-        distance: BaseDistance | None = None,
+        distance: BaseDistance | str | None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__()
         self.pos_margin = float(pos_margin)
         self.neg_margin = float(neg_margin)
-        self.distance = check_distance(distance)
+        self.distance = resolve_distance(distance)
         self.reduction = check_reduction(reduction)
 
     def forward(
@@ -78,10 +74,12 @@ class ContrastiveLoss(nn.Module):
         if len(a1) + len(a2) == 0:
             return zero_with_grad(embeddings, self.reduction, ref_emb)
         pos, neg = self._terms(embeddings, ref_emb)
-        if self.reduction == "none":
-            return torch.cat([gather_pairs(pos, a1, p), gather_pairs(neg, a2, n)])
-        total = sum_over_pairs(pos, a1, p) + sum_over_pairs(neg, a2, n)
-        return total if self.reduction == "sum" else total / (len(a1) + len(a2))
+        if self.reduction in ("sum", "mean"):  # no per-pair tensor: see sum_over_pairs
+            total = sum_over_pairs(pos, a1, p) + sum_over_pairs(neg, a2, n)
+            return total if self.reduction == "sum" else total / (len(a1) + len(a2))
+        terms = torch.cat([gather_pairs(pos, a1, p), gather_pairs(neg, a2, n)])
+        anchors = torch.cat([a1, a2])
+        return reduce_terms(terms, self.reduction, anchors=anchors, num_anchors=len(embeddings))
 
     def loss_from_pair_masks(
         self,
@@ -101,7 +99,14 @@ class ContrastiveLoss(nn.Module):
         if self.reduction == "none":
             return torch.cat([pos[positive], neg[negative]])
         # elementwise maths with an elementwise backward instead of a gather and a scatter-add
-        total = torch.where(positive, pos, 0.0).sum() + torch.where(negative, neg, 0.0).sum()
+        pos, neg = torch.where(positive, pos, 0.0), torch.where(negative, neg, 0.0)
+        if self.reduction == "per_anchor":
+            per_row = (positive.sum(1) + negative.sum(1)).clamp_min(1).to(pos.dtype)
+            return ((pos.sum(1) + neg.sum(1)) / per_row).mean()
+        total = pos.sum() + neg.sum()
+        if self.reduction == "mean_nonzero":
+            count = int((pos > 0).sum()) + int((neg > 0).sum())  # zero outside the masks
+            count = max(count, 1)
         return total if self.reduction == "sum" else total / count
 
     def _terms(

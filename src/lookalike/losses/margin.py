@@ -5,15 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lookalike.distances import BaseDistance
-from lookalike.losses._common import (
-    check_distance,
-    check_inputs,
-    check_reduction,
-    gather_pairs,
-    zero_with_grad,
-)
-from lookalike.miners.tuples import to_triplets
+from lookalike.distances import BaseDistance, resolve_distance
+from lookalike.losses._common import gather_pairs, zero_with_grad
+from lookalike.losses.reduction import check_reduction, reduce_terms
+from lookalike.tuples import check_inputs, to_triplets
 
 __all__ = ["MarginLoss", "margin_pair_terms"]
 
@@ -45,14 +40,16 @@ class MarginLoss(nn.Module):
             otherwise it is a fixed buffer.
         num_classes: one beta per class (labels must be in ``[0, num_classes)``); None: one global beta.
         nu: weight of the ``nu * beta`` regulariser.
-        distance: default Euclidean on L2-normalised embeddings.
-        reduction: "mean" (default) = sum of the pair terms / number of non-zero pair terms (as the
-            paper and PML) + ``nu`` x mean beta over triplets; "sum" = sum of the pair terms +
-            ``nu`` x sum of beta over triplets; "none" = per triplet, positive term + negative term
-            + ``nu`` x its beta.
+        distance: a distance object or name; default Euclidean on L2-normalised embeddings.
+        reduction: see :mod:`lookalike.losses.reduction`; the terms are the triplets, each
+            ``pos + neg + nu x beta`` (``"none"``). Default ``"mean_nonzero"``, as the paper and
+            PML (``DivisorReducer``): the sum of the hinge terms divided by the number of
+            non-zero hinge terms, where each triplet has two (its positive and its negative pair
+            term), plus ``nu`` x the mean beta over triplets. ``"mean"``, ``"sum"`` and
+            ``"per_anchor"`` reduce the per-triplet terms as for any loss.
 
     Note: PML's ``learn_beta`` defaults to False, ours to True; PML divides the per-class
-    regulariser by the number of non-zero pair terms too, we average it over triplets.
+    regulariser by the number of non-zero hinge terms too, we average it over triplets.
     """
 
     def __init__(
@@ -63,8 +60,8 @@ class MarginLoss(nn.Module):
         learn_beta: bool = True,
         num_classes: int | None = None,
         nu: float = 0.0,
-        distance: BaseDistance | None = None,
-        reduction: str = "mean",
+        distance: BaseDistance | str | None = None,
+        reduction: str = "mean_nonzero",
     ) -> None:
         super().__init__()
         if num_classes is not None and num_classes < 1:
@@ -73,7 +70,7 @@ class MarginLoss(nn.Module):
         self.nu = float(nu)
         self.num_classes = num_classes
         self.learn_beta = bool(learn_beta)
-        self.distance = check_distance(distance)
+        self.distance = resolve_distance(distance)
         self.reduction = check_reduction(reduction)
         init = torch.full((num_classes or 1,), float(beta))
         if self.learn_beta:
@@ -113,12 +110,11 @@ class MarginLoss(nn.Module):
             margin=self.margin,
             distance=self.distance,
         )
-        if self.reduction == "none":
-            return pos + neg + self.nu * beta_t
-        if self.reduction == "sum":
-            return (pos + neg).sum() + self.nu * beta_t.sum()
-        active = ((pos > 0).sum() + (neg > 0).sum()).clamp_min(1)
-        return (pos + neg).sum() / active + self.nu * beta_t.mean()
+        if self.reduction == "mean_nonzero":  # two hinge terms per triplet (see the docstring)
+            active = ((pos > 0).sum() + (neg > 0).sum()).clamp_min(1)
+            return (pos + neg).sum() / active + self.nu * beta_t.mean()
+        terms = pos + neg + self.nu * beta_t
+        return reduce_terms(terms, self.reduction, anchors=a, num_anchors=len(embeddings))
 
     def extra_repr(self) -> str:
         return (

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lookalike.distances import BaseDistance, CosineSimilarity
-from lookalike.losses._common import check_distance, check_inputs, check_reduction, reduce, zero_with_grad
-from lookalike.miners.tuples import label_masks, to_pairs
+from lookalike.distances import BaseDistance, CosineSimilarity, resolve_distance
+from lookalike.losses._common import zero_with_grad
+from lookalike.losses.reduction import check_reduction, reduce_terms
+from lookalike.tuples import check_inputs, label_masks, to_pairs
 
 __all__ = ["MultiSimilarityLoss", "masked_log1p_sum_exp", "multi_similarity_losses"]
 
@@ -49,9 +50,11 @@ class MultiSimilarityLoss(nn.Module):
         alpha: the scale for positive pairs.
         beta: the scale for negative pairs.
         base: the similarity threshold lambda.
-        distance: default ``CosineSimilarity()`` (as the paper and PML).
-        reduction: "mean" over the N anchors (default; anchors without pairs count as 0, as in PML),
-            "sum", or "none" (N,) in embedding order.
+        distance: a distance object or name; default ``CosineSimilarity()`` (as the paper and PML).
+        reduction: see :mod:`lookalike.losses.reduction`; the terms are the N anchors' losses
+            (``"none"``: (N,) in embedding order; an anchor without pairs is 0). Default
+            ``"mean"`` over the N anchors, as the paper and PML; each term is one anchor, so
+            ``"per_anchor"`` equals ``"mean"``.
 
     Only the pairs in ``indices_tuple`` (default: all) enter the sums; pair with
     ``MultiSimilarityMiner``-style mining by passing mined pairs.
@@ -63,14 +66,14 @@ class MultiSimilarityLoss(nn.Module):
         alpha: float = 2.0,
         beta: float = 50.0,
         base: float = 0.5,
-        distance: BaseDistance | None = None,
+        distance: BaseDistance | str | None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__()
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.base = float(base)
-        self.distance = check_distance(CosineSimilarity() if distance is None else distance)
+        self.distance = resolve_distance(distance, default=CosineSimilarity())
         self.reduction = check_reduction(reduction)
 
     def forward(
@@ -99,7 +102,7 @@ class MultiSimilarityLoss(nn.Module):
         losses = multi_similarity_losses(
             mat, pos_mask, neg_mask, alpha=self.alpha, beta=self.beta, base=self.base, distance=self.distance
         )
-        return reduce(losses, self.reduction)
+        return reduce_terms(losses, self.reduction)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, beta={self.beta}, base={self.base}, distance={self.distance!r}"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lookalike.distances import BaseDistance, EuclideanDistance
-from lookalike.losses._common import check_inputs, check_reduction, zero_with_grad
+from lookalike.distances import BaseDistance, EuclideanDistance, resolve_distance
+from lookalike.losses._common import refuse_tuples, zero_with_grad
+from lookalike.losses.reduction import check_reduction
+from lookalike.tuples import check_inputs
 
 __all__ = ["RangeLoss", "range_loss_terms", "squared_euclidean"]
 
@@ -70,11 +72,14 @@ class RangeLoss(nn.Module):
         margin: the smallest squared distance wanted between class centres (on normalised
             embeddings squared distances are in [0, 4]).
         alpha, beta: weights of the intra- and inter-class terms.
-        distance: must be Euclidean; its ``normalize_embeddings`` decides whether embeddings are
-            L2-normalised first. The loss always works with squared Euclidean distances.
-        reduction: "mean" = alpha x mean over classes (with >= 2 samples) of the intra term + beta x
-            inter; "sum" = alpha x sum of the intra terms + beta x inter (the paper); "none" = one
-            value per class with >= 2 samples, ``alpha x intra_c + beta x inter``, whose mean is "mean".
+        distance: must be Euclidean (an object, or the name ``"euclidean"``); its
+            ``normalize_embeddings`` decides whether embeddings are L2-normalised first. The loss
+            always works with squared Euclidean distances.
+        reduction: the terms are the classes with >= 2 samples, ``alpha x intra_c + beta x inter``
+            (``"none"``). Default ``"mean"``: their mean, i.e. alpha x the mean intra term + beta x
+            inter. ``"sum"`` is the paper's total, alpha x the sum of the intra terms + beta x
+            inter (the batch's one inter term counted once, so not the sum of ``"none"``).
+            ``"mean_nonzero"`` and ``"per_anchor"`` do not apply (no tuples, no anchors).
 
     Range loss is defined on the batch: ``indices_tuple`` and ``ref_emb`` are refused.
     """
@@ -86,13 +91,13 @@ class RangeLoss(nn.Module):
         margin: float = 1.0,
         alpha: float = 1.0,
         beta: float = 1.0,
-        distance: BaseDistance | None = None,
+        distance: BaseDistance | str | None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__()
         if int(k) < 1:
             raise ValueError(f"k must be >= 1, got {k!r}")
-        distance = EuclideanDistance() if distance is None else distance
+        distance = resolve_distance(distance)
         if not isinstance(distance, EuclideanDistance):
             raise ValueError(f"RangeLoss works with squared Euclidean distances; got distance={distance!r}")
         self.k = int(k)
@@ -100,7 +105,7 @@ class RangeLoss(nn.Module):
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.distance = distance
-        self.reduction = check_reduction(reduction)
+        self.reduction = check_reduction(reduction, valid=("mean", "sum", "none"), owner="RangeLoss")
 
     def forward(
         self,
@@ -111,10 +116,7 @@ class RangeLoss(nn.Module):
         ref_labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         check_inputs(embeddings, labels, ref_emb, ref_labels)
-        if indices_tuple is not None or ref_emb is not None:
-            raise ValueError(
-                "RangeLoss is computed on the whole batch: it takes no indices_tuple and no ref_emb"
-            )
+        refuse_tuples("RangeLoss", "is computed on the whole batch", indices_tuple, ref_emb)
         if len(labels) == 0:
             return zero_with_grad(embeddings, self.reduction)
         x = self.distance.normalize(embeddings)

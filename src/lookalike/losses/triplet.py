@@ -6,16 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lookalike.distances import BaseDistance
-from lookalike.losses._common import (
-    check_distance,
-    check_inputs,
-    check_reduction,
-    gather_pairs,
-    reduce,
-    zero_with_grad,
-)
-from lookalike.miners.tuples import to_triplets
+from lookalike.distances import BaseDistance, resolve_distance
+from lookalike.losses._common import gather_pairs, zero_with_grad
+from lookalike.losses.reduction import check_reduction, reduce_terms
+from lookalike.tuples import check_inputs, to_triplets
 
 __all__ = ["TripletLoss", "triplet_losses"]
 
@@ -42,12 +36,14 @@ class TripletLoss(nn.Module):
     Args:
         margin: how much closer the positive must be than the negative.
         smooth: use ``softplus(d(a,p) - d(a,n) + margin)`` instead of the hinge.
-        distance: default Euclidean on L2-normalised embeddings.
-        reduction: "mean" over triplets (default), "sum" or "none" (one value per triplet).
+        distance: a distance object or name; default Euclidean on L2-normalised embeddings.
+        reduction: see :mod:`lookalike.losses.reduction`; the terms are the triplets.
+            Default ``"mean"``: the mean over all triplets, satisfied ones (zeros) included.
+            PML's default (``AvgNonZeroReducer``) is ``"mean_nonzero"``; with semi-hard mining
+            every mined triplet is non-zero and the two agree.
 
     Pair indices are joined into triplets (each positive pair with each negative pair of the same
-    anchor), as PML does. ``"mean"`` is the plain mean over all triplets; PML's default reducer
-    averages only the non-zero ones (``losses[losses > 0].mean()`` of ``reduction="none"``).
+    anchor), as PML does.
     """
 
     def __init__(
@@ -55,13 +51,13 @@ class TripletLoss(nn.Module):
         *,
         margin: float = 0.2,
         smooth: bool = False,
-        distance: BaseDistance | None = None,
+        distance: BaseDistance | str | None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__()
         self.margin = float(margin)
         self.smooth = bool(smooth)
-        self.distance = check_distance(distance)
+        self.distance = resolve_distance(distance)
         self.reduction = check_reduction(reduction)
 
     def forward(
@@ -84,7 +80,7 @@ class TripletLoss(nn.Module):
             smooth=self.smooth,
             distance=self.distance,
         )
-        return reduce(losses, self.reduction)
+        return reduce_terms(losses, self.reduction, anchors=a, num_anchors=len(embeddings))
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, smooth={self.smooth}, distance={self.distance!r}"

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from lookalike.miners._registry import create_from_registry, registry_class
 from lookalike.miners.batch_all import BatchAllMiner
 from lookalike.miners.batch_hard import BatchHardMiner
 from lookalike.miners.cross_batch_memory import CrossBatchMemory
 from lookalike.miners.distance_weighted import DistanceWeightedMiner
 from lookalike.miners.semihard import SemiHardMiner
-from lookalike.miners.tuples import IndicesTuple, PairIndices, TripletIndices
+from lookalike.registry import Registry
+from lookalike.tuples import IndicesTuple, PairIndices, TripletIndices
 
 __all__ = [
     "BatchAllMiner",
@@ -32,17 +32,20 @@ __all__ = [
     "miner_class",
 ]
 
-_REGISTRY: dict[str, type] = {
-    "batch_all": BatchAllMiner,
-    "batch_hard": BatchHardMiner,
-    "distance_weighted": DistanceWeightedMiner,
-    "semihard": SemiHardMiner,
-}
+_REGISTRY: Registry[Any] = Registry(
+    "miner",
+    {
+        "batch_all": BatchAllMiner,
+        "batch_hard": BatchHardMiner,
+        "distance_weighted": DistanceWeightedMiner,
+        "semihard": SemiHardMiner,
+    },
+)
 
 
 def list_miners() -> list[str]:
     """Names accepted by :func:`create_miner`."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def create_miner(name: str, **kwargs: Any) -> Any:
@@ -51,9 +54,9 @@ def create_miner(name: str, **kwargs: Any) -> Any:
     ``distance`` may be a name (``"cosine"``) or a distance object. An unknown name or keyword is
     an error that lists the valid ones.
     """
-    return create_from_registry(_REGISTRY, "miner", name, kwargs)
+    return _REGISTRY.create(name, kwargs)
 
 
 def miner_class(name: str) -> type:
     """The class :func:`create_miner` would build for ``name`` (to inspect its options)."""
-    return registry_class(_REGISTRY, "miner", name)
+    return _REGISTRY.get(name)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from lookalike.distances import BaseDistance
-from lookalike.miners._common import check_distance, check_inputs
-from lookalike.miners.tuples import IndicesTuple, TripletIndices, all_pairs, label_masks
+from lookalike.distances import BaseDistance, resolve_distance
+from lookalike.tuples import IndicesTuple, TripletIndices, all_pairs, check_inputs, label_masks
 
 __all__ = ["BatchAllMiner"]
 
@@ -31,7 +30,7 @@ class BatchAllMiner:
         *,
         tuple_type: str = "triplet",
         margin: float | None = None,
-        distance: BaseDistance | None = None,
+        distance: BaseDistance | str | None = None,
     ) -> None:
         if tuple_type not in _TUPLE_TYPES:
             raise ValueError(f"unknown tuple_type {tuple_type!r}; valid: {', '.join(_TUPLE_TYPES)}")
@@ -39,7 +38,7 @@ class BatchAllMiner:
             raise ValueError(f"margin={margin!r} applies to triplets only; use tuple_type='triplet'")
         self.tuple_type = tuple_type
         self.margin = None if margin is None else float(margin)
-        self.distance = check_distance(distance)
+        self.distance = resolve_distance(distance)
 
     @torch.no_grad()
     def __call__(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from lookalike.distances import BaseDistance
-from lookalike.miners._common import check_distance, check_inputs, closeness
-from lookalike.miners.tuples import TripletIndices, label_masks
+from lookalike.distances import BaseDistance, closeness, resolve_distance
+from lookalike.tuples import TripletIndices, check_inputs, label_masks
 
 __all__ = ["BatchHardMiner"]
 
@@ -21,8 +20,8 @@ class BatchHardMiner:
         distance: default Euclidean on normalised embeddings.
     """
 
-    def __init__(self, *, distance: BaseDistance | None = None) -> None:
-        self.distance = check_distance(distance)
+    def __init__(self, *, distance: BaseDistance | str | None = None) -> None:
+        self.distance = resolve_distance(distance)
 
     @torch.no_grad()
     def __call__(

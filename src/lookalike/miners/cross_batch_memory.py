@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from lookalike.miners.tuples import (
+from lookalike.tuples import (
     IndicesTuple,
     PairIndices,
     TripletIndices,
@@ -51,7 +51,11 @@ class CrossBatchMemory(nn.Module):
             embeddings still drift fast.
 
     The queue, its labels, the write position, whether it has wrapped and the step count are
-    buffers, so ``state_dict()`` / ``load_state_dict()`` resume exactly.
+    buffers, so ``state_dict()`` / ``load_state_dict()`` resume exactly. The queue keeps its own
+    dtype (float32; ``.to(dtype)`` changes it) and the labels stay int64: embeddings of another
+    dtype (bf16 under autocast, float64) are cast to the queue's dtype, so the loss is computed
+    in it and gradients flow back in the caller's dtype. Embeddings must be on the queue's
+    device (move the memory with ``.to(device)``).
     """
 
     def __init__(
@@ -115,6 +119,16 @@ class CrossBatchMemory(nn.Module):
             )
         if labels.shape != (embeddings.shape[0],):
             raise ValueError(f"labels must have shape ({embeddings.shape[0]},), got {tuple(labels.shape)}")
+        device = self.embedding_memory.device
+        if embeddings.device != device:
+            raise ValueError(
+                f"embeddings are on {embeddings.device} but the memory's queue is on {device}: move the "
+                f"memory first (memory.to({str(embeddings.device)!r}))"
+            )
+        # The queue keeps its own dtype (float32 unless the module was cast): the inputs are cast to
+        # it, so a bf16 or float64 call neither changes the buffers nor mixes dtypes in the loss.
+        embeddings = embeddings.to(self.embedding_memory.dtype)
+        labels = labels.to(device=device, dtype=self.label_memory.dtype)
         if enqueue_mask is not None:
             enqueue_mask = enqueue_mask.to(device=embeddings.device, dtype=torch.bool)
             if enqueue_mask.shape != labels.shape:
@@ -138,12 +152,11 @@ class CrossBatchMemory(nn.Module):
             return loss
 
         # The memory with this batch written in, without touching the buffers yet.
-        memory = self.embedding_memory.to(device=embeddings.device, dtype=embeddings.dtype)
-        memory_labels = self.label_memory.to(device=labels.device, dtype=labels.dtype)
         start = int(self.queue_idx)
-        slots = (start + torch.arange(len(to_store), device=embeddings.device)) % self.memory_size
-        memory = memory.index_copy(0, slots, to_store.detach())
-        memory_labels = memory_labels.index_copy(0, slots, store_labels)
+        slots = (start + torch.arange(len(to_store), device=device)) % self.memory_size
+        to_store = to_store.detach()
+        memory = self.embedding_memory.index_copy(0, slots, to_store)
+        memory_labels = self.label_memory.index_copy(0, slots, store_labels)
         end = start + len(to_store)
         filled = bool(self.has_been_filled) or end >= self.memory_size
         stored = self.memory_size if filled else end
@@ -164,9 +177,9 @@ class CrossBatchMemory(nn.Module):
                 indices = drop_self_comparisons(indices, slots)
             loss = self.loss(queries, query_labels, indices, ref_emb, ref_labels)
 
-        with torch.no_grad():
-            self.embedding_memory = memory.detach()
-            self.label_memory = memory_labels
+        with torch.no_grad():  # in place: the buffers keep their dtype, device and identity
+            self.embedding_memory.index_copy_(0, slots, to_store)
+            self.label_memory.index_copy_(0, slots, store_labels)
             self.queue_idx.fill_(end % self.memory_size)
             self.has_been_filled.fill_(filled)
             self.step += 1

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from lookalike.distances import BaseDistance, EuclideanDistance
-from lookalike.miners._common import check_inputs
-from lookalike.miners.tuples import TripletIndices, label_masks
+from lookalike.distances import BaseDistance, EuclideanDistance, resolve_distance
+from lookalike.tuples import TripletIndices, check_inputs, label_masks
 
 __all__ = ["DistanceWeightedMiner", "inverse_density_log_weights"]
 
@@ -46,9 +45,9 @@ class DistanceWeightedMiner:
         cutoff: float = 0.5,
         nonzero_loss_cutoff: float = 1.4,
         seed: int | None = None,
-        distance: BaseDistance | None = None,
+        distance: BaseDistance | str | None = None,
     ) -> None:
-        distance = EuclideanDistance() if distance is None else distance
+        distance = resolve_distance(distance)
         if not (
             isinstance(distance, EuclideanDistance) and not distance.squared and distance.normalize_embeddings
         ):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from lookalike.distances import BaseDistance
-from lookalike.miners._common import check_distance, check_inputs
-from lookalike.miners.tuples import TripletIndices, label_masks
+from lookalike.distances import BaseDistance, resolve_distance
+from lookalike.tuples import TripletIndices, check_inputs, label_masks
 
 __all__ = ["SemiHardMiner"]
 
@@ -26,13 +25,13 @@ class SemiHardMiner:
     """
 
     def __init__(
-        self, *, margin: float = 0.2, per_anchor: str = "all", distance: BaseDistance | None = None
+        self, *, margin: float = 0.2, per_anchor: str = "all", distance: BaseDistance | str | None = None
     ) -> None:
         if per_anchor not in _PER_ANCHOR:
             raise ValueError(f"unknown per_anchor {per_anchor!r}; valid: {', '.join(_PER_ANCHOR)}")
         self.margin = float(margin)
         self.per_anchor = per_anchor
-        self.distance = check_distance(distance)
+        self.distance = resolve_distance(distance)
 
     @torch.no_grad()
     def __call__(
