@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import DataLoader
 
-from lookalike.data import ManifestDataset, build_transform
+from lookalike.data import ManifestDataset, eval_transform
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,12 +30,10 @@ def embed_frame(
     features_only: bool = False,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Embed every row of ``frame`` (``path`` column) with the eval transform of the embedder's
-    preprocessing. Returns (N, embed_dim) float32 on the CPU, in row order; with
+    """Embed every row of ``frame`` (``path`` column) with :func:`~lookalike.data.eval_transform` of
+    the embedder's preprocessing (timm's eval transform for the backbone). Returns (N, embed_dim) float32 on the CPU, in row order; with
     ``features_only`` the pooled backbone features (N, feature_dim) instead."""
-    prep = embedder.preprocessing
-    transform = build_transform("eval", image_size=prep.image_size, mean=prep.mean, std=prep.std)
-    dataset = ManifestDataset(frame, transform=transform)
+    dataset = ManifestDataset(frame, transform=eval_transform(embedder.preprocessing))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     device = torch.device(device)
     was_training = embedder.training

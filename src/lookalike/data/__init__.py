@@ -1,5 +1,5 @@
 """Data: manifests, benchmark importers, validation, class-disjoint splits, the image Dataset,
-transform presets and the PK batch sampler."""
+train/eval transforms and the PK batch sampler."""
 
 from lookalike.data.dataset import ImageDecodeError, ManifestDataset, load_rgb
 from lookalike.data.importers import (
@@ -32,12 +32,14 @@ from lookalike.data.roles import (
 )
 from lookalike.data.sampler import PKSampler
 from lookalike.data.split import PROTOCOLS, SplitResult, split_manifest, split_summary
-from lookalike.data.transforms import TRANSFORM_PRESETS, build_transform
+from lookalike.data.transforms import CROP_MODES, INTERPOLATIONS, eval_transform, train_transform
 from lookalike.data.verify import ManifestProblem, drop_problems, find_problems
 
 __all__ = [
+    "CROP_MODES",
     "FORMATS",
     "IMAGE_EXTENSIONS",
+    "INTERPOLATIONS",
     "PROTOCOLS",
     "ROLES",
     "ROLE_GALLERY",
@@ -45,17 +47,16 @@ __all__ = [
     "ROLE_QUERY_GALLERY",
     "ROLE_TRAIN",
     "SPLITS",
-    "TRANSFORM_PRESETS",
     "ImageDecodeError",
     "ManifestDataset",
     "ManifestError",
     "ManifestProblem",
     "PKSampler",
     "SplitResult",
-    "build_transform",
     "check_values",
     "detect_format",
     "drop_problems",
+    "eval_transform",
     "file_sha256",
     "find_problems",
     "import_manifest",
@@ -70,5 +71,6 @@ __all__ = [
     "read_manifest",
     "split_manifest",
     "split_summary",
+    "train_transform",
     "write_manifest",
 ]

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from torch.utils.data import DataLoader
 
 from lookalike.config import TrainingConfig, config_to_dict, save_config, validate_config
-from lookalike.data import ManifestDataset, PKSampler, build_transform
+from lookalike.data import ManifestDataset, PKSampler, train_transform
 from lookalike.distances import create_distance
 from lookalike.embed import embed_frame
 from lookalike.losses import create_loss, loss_class
@@ -170,7 +170,7 @@ def _fit(
     train_frame = frame[frame["split"] == "train"].reset_index(drop=True)
     train_dataset = ManifestDataset(
         train_frame,
-        transform=build_transform("train", image_size=prep.image_size, mean=prep.mean, std=prep.std),
+        transform=train_transform(prep, **config.augment.model_dump()),
     )
     num_classes = len(train_dataset.classes)
     sampler = PKSampler(
