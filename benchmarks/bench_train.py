@@ -62,9 +62,7 @@ def bare_loop(cfg, steps: int) -> float:
     model.train()
     prep = model.preprocessing
     frame = manifest_from_folder(cfg.data.root)
-    dataset = ManifestDataset(
-        frame, transform=train_transform(prep, **cfg.augment.model_dump())
-    )
+    dataset = ManifestDataset(frame, transform=train_transform(prep, **cfg.augment.model_dump()))
     batch_ids = next(iter(PKSampler(dataset.labels, p=cfg.sampler.p, k=cfg.sampler.k, seed=0)))
     images = torch.stack([dataset[i][0] for i in batch_ids])
     labels = dataset.labels[batch_ids]

@@ -1,7 +1,7 @@
 """Typed, strict training configuration, loaded from YAML and saved into every run.
 
-One section per stage (``data``, ``augment``, ``model``, ``sampler``, ``miner``, ``loss``, ``memory``, ``optim``,
-``train``, ``eval``). Every key is typed and checked: an unknown key fails and lists the valid
+One section per stage (``data``, ``augment``, ``model``, ``sampler``, ``miner``, ``loss``, ``memory``,
+``optim``, ``train``, ``eval``). Every key is typed and checked: an unknown key fails and lists the valid
 ones. ``--set section.key=value`` overrides any key (the value is parsed as YAML, so
 ``--set optim.lr=1e-3`` and ``--set eval.ks=[1,5]`` work).
 
@@ -96,7 +96,10 @@ class AugmentConfig(_Strict):
         (0.75, 4 / 3), description="Random resized crop: [low, high] aspect ratio (width / height)."
     )
     rotation: float = Field(
-        0.0, ge=0.0, le=180.0, description="Rotate by a uniform angle in [-rotation, rotation] degrees; 0 = off."
+        0.0,
+        ge=0.0,
+        le=180.0,
+        description="Rotate by a uniform angle in [-rotation, rotation] degrees; 0 = off.",
     )
     color_jitter: float = Field(
         0.0,
@@ -110,14 +113,18 @@ class AugmentConfig(_Strict):
     @classmethod
     def _scale(cls, value: tuple[float, float]) -> tuple[float, float]:
         if not 0.0 < value[0] <= value[1] <= 1.0:
-            raise ValueError(f"augment.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(value)}")
+            raise ValueError(
+                f"augment.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(value)}"
+            )
         return value
 
     @field_validator("crop_ratio")
     @classmethod
     def _ratio(cls, value: tuple[float, float]) -> tuple[float, float]:
         if not 0.0 < value[0] <= value[1]:
-            raise ValueError(f"augment.crop_ratio must be [low, high] with 0 < low <= high, got {list(value)}")
+            raise ValueError(
+                f"augment.crop_ratio must be [low, high] with 0 < low <= high, got {list(value)}"
+            )
         return value
 
 

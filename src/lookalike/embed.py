@@ -31,8 +31,9 @@ def embed_frame(
     progress: bool = False,
 ) -> torch.Tensor:
     """Embed every row of ``frame`` (``path`` column) with :func:`~lookalike.data.eval_transform` of
-    the embedder's preprocessing (timm's eval transform for the backbone). Returns (N, embed_dim) float32 on the CPU, in row order; with
-    ``features_only`` the pooled backbone features (N, feature_dim) instead."""
+    the embedder's preprocessing (timm's eval transform for the backbone). Returns (N, embed_dim)
+    float32 on the CPU, in row order; with ``features_only`` the pooled backbone features
+    (N, feature_dim) instead."""
     dataset = ManifestDataset(frame, transform=eval_transform(embedder.preprocessing))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     device = torch.device(device)

@@ -59,8 +59,12 @@ def test_eval_transform_matches_timm_for_backbones(backbone: str, image_size: in
 
 
 @pytest.mark.parametrize("crop_mode", ["center", "squash", "border"])
-@pytest.mark.parametrize(("interpolation", "crop_pct"), [("bicubic", 0.9), ("bilinear", 1.0), ("nearest", 0.8)])
-def test_eval_transform_matches_timm_for_crop_modes(crop_mode: str, interpolation: str, crop_pct: float) -> None:
+@pytest.mark.parametrize(
+    ("interpolation", "crop_pct"), [("bicubic", 0.9), ("bilinear", 1.0), ("nearest", 0.8)]
+)
+def test_eval_transform_matches_timm_for_crop_modes(
+    crop_mode: str, interpolation: str, crop_pct: float
+) -> None:
     prep = Preprocessing(
         image_size=56,
         mean=(0.48, 0.46, 0.41),
@@ -70,7 +74,12 @@ def test_eval_transform_matches_timm_for_crop_modes(crop_mode: str, interpolatio
         crop_mode=crop_mode,
     )
     theirs = transforms_imagenet_eval(
-        img_size=56, crop_pct=crop_pct, crop_mode=crop_mode, interpolation=interpolation, mean=prep.mean, std=prep.std
+        img_size=56,
+        crop_pct=crop_pct,
+        crop_mode=crop_mode,
+        interpolation=interpolation,
+        mean=prep.mean,
+        std=prep.std,
     )
     _assert_same_outputs(eval_transform(prep), theirs)
 
@@ -150,7 +159,10 @@ def test_rotation_and_colour_jitter_change_the_image_and_keep_the_shape() -> Non
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"crop_scale": (0.5, 0.2)}, r"crop_scale=\(0.5, 0.2\): expected \(low, high\) with 0 < low <= high <= 1"),
+        (
+            {"crop_scale": (0.5, 0.2)},
+            r"crop_scale=\(0.5, 0.2\): expected \(low, high\) with 0 < low <= high <= 1",
+        ),
         ({"crop_scale": (0.5,)}, "crop_scale=.*expected two numbers"),
         ({"crop_ratio": (0.0, 1.0)}, "crop_ratio=.*0 < low <= high"),
         ({"rotation": 200.0}, r"rotation=200.0: expected degrees in \[0, 180\]"),

@@ -11,7 +11,7 @@ so that the data matches what the weights expect:
   section turns on (flips, rotation, colour jitter).
 
 The channel count is ``len(preprocessing.mean)``: 3 for RGB, 1 for grayscale (images are
-converted with ``Grayscale``); any other count is refused with the reason.
+converted with ``Grayscale`` first); any other count is refused with the reason.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ CROP_MODES: tuple[str, ...] = ("center", "squash", "border")
 
 def _interpolation(name: str) -> InterpolationMode:
     if name not in INTERPOLATIONS:
-        raise ValueError(f"preprocessing interpolation {name!r} is not known; expected one of {list(INTERPOLATIONS)}")
+        raise ValueError(
+            f"preprocessing interpolation {name!r} is not known; expected one of {list(INTERPOLATIONS)}"
+        )
     return InterpolationMode(name)
 
 
@@ -66,10 +68,15 @@ def _checked(preprocessing: Preprocessing) -> tuple[int, list[float], list[float
     return size, mean, std
 
 
-def _to_normalised_tensor(mean: list[float], std: list[float]) -> list[Any]:
-    """PIL RGB image -> float32 tensor (C, H, W) normalised; grayscale first when C is 1."""
-    grayscale = [v2.Grayscale(num_output_channels=1)] if len(mean) == 1 else []
-    return [*grayscale, v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=mean, std=std)]
+def _channels(mean: list[float]) -> list[Any]:
+    """First step: a 1-channel model gets the image as grayscale (before any resizing, so that an RGB
+    file and its grayscale copy give the same tensor)."""
+    return [v2.Grayscale(num_output_channels=1)] if len(mean) == 1 else []
+
+
+def _normalised_tensor(mean: list[float], std: list[float]) -> list[Any]:
+    """Last steps: PIL image -> float32 tensor (C, H, W) in [0, 1] -> normalised."""
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=mean, std=std)]
 
 
 class _ResizeLongestPadCrop(v2.Transform):
@@ -113,7 +120,7 @@ def eval_transform(preprocessing: Preprocessing) -> v2.Compose:
     else:
         target = [scale, scale] if crop_mode == "squash" else scale
         geometry = [v2.Resize(target, interpolation=interpolation, antialias=True), v2.CenterCrop(size)]
-    return v2.Compose([*geometry, *_to_normalised_tensor(mean, std)])
+    return v2.Compose([*_channels(mean), *geometry, *_normalised_tensor(mean, std)])
 
 
 def _pair(name: str, value: Sequence[float]) -> tuple[float, float]:
@@ -141,9 +148,10 @@ def train_transform(
     ``image_size`` covering a ``crop_scale`` share of the area with aspect ratio in ``crop_ratio``
     (the preprocessing's interpolation); horizontal / vertical flips with probability 0.5 each when
     on; colour jitter (brightness, contrast and saturation by factors in [1 - color_jitter,
-    1 + color_jitter], hue shifted by up to ``hue``); then grayscale when the backbone takes 1
-    channel, scale to [0, 1], normalise. The defaults (crop 0.2-1, horizontal flip, nothing else)
-    suit natural images; turn ``hflip`` off for characters, text, logos or anything chiral.
+    1 + color_jitter], hue shifted by up to ``hue``); scale to [0, 1], normalise. A backbone that
+    takes 1 channel gets the image as grayscale before all of these. The defaults (crop 0.2-1,
+    horizontal flip, nothing else) suit natural images; turn ``hflip`` off for characters, text,
+    logos or anything chiral.
     """
     size, mean, std = _checked(preprocessing)
     interpolation = _interpolation(preprocessing.interpolation)
@@ -158,16 +166,20 @@ def train_transform(
         raise ValueError(f"color_jitter={color_jitter!r}: expected a strength in [0, 1]")
     if not 0.0 <= hue <= 0.5:
         raise ValueError(f"hue={hue!r}: expected a shift in [0, 0.5]")
-    steps: list[Any] = []
+    steps: list[Any] = _channels(mean)
     if rotation > 0:
-        fill = [round(255 * v) for v in mean] * (3 if len(mean) == 1 else 1)
-        steps.append(v2.RandomRotation(rotation, interpolation=InterpolationMode.BILINEAR, fill=tuple(fill)))
-    steps.append(v2.RandomResizedCrop(size, scale=scale, ratio=ratio, interpolation=interpolation, antialias=True))
+        fill = tuple(round(255 * v) for v in mean)
+        steps.append(v2.RandomRotation(rotation, interpolation=InterpolationMode.BILINEAR, fill=fill))
+    steps.append(
+        v2.RandomResizedCrop(size, scale=scale, ratio=ratio, interpolation=interpolation, antialias=True)
+    )
     if hflip:
         steps.append(v2.RandomHorizontalFlip())
     if vflip:
         steps.append(v2.RandomVerticalFlip())
     if color_jitter > 0 or hue > 0:
         strength = color_jitter or None
-        steps.append(v2.ColorJitter(brightness=strength, contrast=strength, saturation=strength, hue=hue or None))
-    return v2.Compose([*steps, *_to_normalised_tensor(mean, std)])
+        steps.append(
+            v2.ColorJitter(brightness=strength, contrast=strength, saturation=strength, hue=hue or None)
+        )
+    return v2.Compose([*steps, *_normalised_tensor(mean, std)])
