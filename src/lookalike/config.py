@@ -245,8 +245,9 @@ class EvalConfig(_Strict):
 
     @model_validator(mode="after")
     def _metric_known(self) -> EvalConfig:
-        valid = [f"{m}@{k}" for m in ("hit_rate", "recall", "precision", "map") for k in self.ks]
-        valid += ["map@r", "r_precision"]
+        from lookalike.metrics import metric_names
+
+        valid = metric_names(self.ks)
         if self.metric not in valid:
             raise ValueError(f"eval.metric {self.metric!r} is not computed; valid: {', '.join(valid)}")
         return self

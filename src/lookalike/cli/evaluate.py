@@ -33,7 +33,7 @@ from rich.table import Table
 
 from lookalike._io import atomic_write_text
 from lookalike.cli.app import app
-from lookalike.metrics.retrieval import RetrievalReport, retrieval_metrics
+from lookalike.metrics.retrieval import METRICS_AT_K, RetrievalReport, retrieval_metrics
 
 __all__ = [
     "EmbeddingTable",
@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 _ROLES = ("query", "gallery", "both")
-_PER_K = ("hit_rate", "recall", "precision", "map")
 
 
 @dataclass(frozen=True)
@@ -64,11 +63,11 @@ def metrics_table(report: RetrievalReport, *, title: str | None = None) -> Table
     R-precision, and a caption with the query counts and any clamped k."""
     table = Table(title=title)
     table.add_column("k", justify="right")
-    for name in _PER_K:
+    for name in METRICS_AT_K:
         table.add_column(name, justify="right")
     for k, e in zip(report.ks, report.effective_ks, strict=True):
         label = f"{k}" if k == e else f"{k} (→{e})"
-        table.add_row(label, *(_fmt(report.metrics[f"{m}@{k}"]) for m in _PER_K))
+        table.add_row(label, *(_fmt(report.metrics[f"{m}@{k}"]) for m in METRICS_AT_K))
     table.add_section()
     table.add_row("map@r", _fmt(report.metrics["map@r"]), "", "", "")
     table.add_row("r_precision", _fmt(report.metrics["r_precision"]), "", "", "")
