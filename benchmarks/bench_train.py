@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from lookalike.config import validate_config
-from lookalike.data import ManifestDataset, PKSampler, build_transform, manifest_from_folder
+from lookalike.data import ManifestDataset, PKSampler, manifest_from_folder, train_transform
 from lookalike.losses import create_loss
 from lookalike.miners import create_miner
 from lookalike.models import create_embedder
@@ -67,9 +67,7 @@ def bare_loop(cfg, steps: int) -> float:
     model.train()
     prep = model.preprocessing
     frame = manifest_from_folder(cfg.data.root)
-    dataset = ManifestDataset(
-        frame, transform=build_transform("train", image_size=prep.image_size, mean=prep.mean, std=prep.std)
-    )
+    dataset = ManifestDataset(frame, transform=train_transform(prep, **cfg.augment.model_dump()))
     batch_ids = next(iter(PKSampler(dataset.labels, p=cfg.sampler.p, k=cfg.sampler.k, seed=0)))
     images = torch.stack([dataset[i][0] for i in batch_ids])
     labels = dataset.labels[batch_ids]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from lookalike.distances import CosineSimilarity, DotProductSimilarity, EuclideanDistance, create_distance
-from lookalike.knn import topk
+from lookalike.knn import PAD_ID, topk
 
 NAMES = ["euclidean", "squared_euclidean", "cosine", "dot"]
 
@@ -78,8 +78,10 @@ def test_ties_are_broken_by_gallery_index(k: int, gc: int) -> None:
     v, i = topk(q, g, k, distance="dot", query_chunk_size=16, gallery_chunk_size=gc)
     rv, ri = torch.sort(q @ g.T, dim=1, descending=True, stable=True)
     kk = min(k, 600)
-    assert torch.equal(i, ri[:, :kk])
-    assert torch.equal(v, rv[:, :kk])
+    assert i.shape == v.shape == (40, k)
+    assert torch.equal(i[:, :kk], ri[:, :kk])
+    assert torch.equal(v[:, :kk], rv[:, :kk])
+    assert (i[:, kk:] == -1).all() and (v[:, kk:] == float("-inf")).all()  # padding (dot: similarity)
 
 
 def test_ties_exact_duplicates_euclidean() -> None:
@@ -91,18 +93,47 @@ def test_ties_exact_duplicates_euclidean() -> None:
         assert i[r].tolist() == [r + 10 * j for j in range(30)]
 
 
-def test_k_larger_than_gallery_is_clamped() -> None:
+@pytest.mark.parametrize("backend", ["torch", "faiss"])
+def test_k_larger_than_gallery_is_padded_to_k_columns(backend: str) -> None:
+    if backend == "faiss":
+        pytest.importorskip("faiss")
     q, g = separated(5, 7, 4, seed=3)
-    v, i = topk(q, g, 100)
-    assert v.shape == i.shape == (5, 7)
-    assert torch.equal(i.sort(dim=1).values, torch.arange(7).expand(5, 7))
+    v, i = topk(q, g, 100, backend=backend)
+    assert v.shape == i.shape == (5, 100)
+    assert torch.equal(i[:, :7].sort(dim=1).values, torch.arange(7).expand(5, 7))
+    assert (i[:, 7:] == PAD_ID).all() and (v[:, 7:] == float("inf")).all()
+    assert torch.isfinite(v[:, :7]).all()
 
 
 def test_empty_inputs() -> None:
     v, i = topk(torch.zeros(0, 4), torch.randn(10, 4), 3)
     assert v.shape == i.shape == (0, 3)
-    v, i = topk(torch.randn(2, 4), torch.zeros(0, 4), 3)
-    assert v.shape == i.shape == (2, 0)
+    for name, worst in (("euclidean", float("inf")), ("cosine", float("-inf"))):
+        v, i = topk(torch.randn(2, 4), torch.zeros(0, 4), 3, distance=name)
+        assert v.shape == i.shape == (2, 3)
+        assert (i == PAD_ID).all() and (v == worst).all()
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 6, 9])
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_both_backends_follow_one_padding_convention(k: int, distance: str) -> None:
+    """k below, at and above the gallery size, with and without excluded self matches: the same
+    (Nq, k) shape, the same ids and padding from the torch and the faiss backend."""
+    pytest.importorskip("faiss")
+    gen = torch.Generator().manual_seed(k)
+    g = torch.randn(6, 5, generator=gen)
+    q = torch.cat([g[:3], torch.randn(2, 5, generator=gen)])  # 3 queries are gallery items
+    query_ids, gallery_ids = torch.tensor([0, 1, 2, 10, 11]), torch.arange(6)
+    for ids in ({}, {"query_ids": query_ids, "gallery_ids": gallery_ids}):
+        tv, ti = topk(q, g, k, distance=distance, **ids)
+        fv, fi = topk(q, g, k, distance=distance, backend="faiss", **ids)
+        assert ti.shape == tv.shape == fi.shape == fv.shape == (5, k)
+        assert torch.equal(ti, fi)
+        torch.testing.assert_close(tv, fv, atol=1e-3, rtol=1e-5)  # sqrt of a ~0 self distance
+        n_valid = (ti >= 0).sum(dim=1)
+        expected = torch.tensor([min(k, 5 if ids else 6)] * 3 + [min(k, 6)] * 2)
+        assert torch.equal(n_valid, expected)
+        assert (ti[:, :-1] >= 0).logical_or(ti[:, 1:] < 0).all()  # padding only at the end
 
 
 def test_excluding_ids_with_duplicates() -> None:
@@ -121,8 +152,8 @@ def test_excluding_ids_pads_when_too_few_remain() -> None:
     ids = torch.arange(4)
     for name, worst in (("euclidean", float("inf")), ("cosine", float("-inf"))):
         v, i = topk(x, x, 10, distance=name, query_ids=ids, gallery_ids=ids)
-        assert v.shape == (4, 4)
-        assert (i[:, -1] == -1).all() and (v[:, -1] == worst).all()
+        assert v.shape == (4, 10)
+        assert (i[:, 3:] == -1).all() and (v[:, 3:] == worst).all()
         assert (i[:, :3] >= 0).all() and (i[:, :3] != ids.unsqueeze(1)).all()
 
 

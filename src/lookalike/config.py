@@ -1,7 +1,7 @@
 """Typed, strict training configuration, loaded from YAML and saved into every run.
 
-One section per stage (``data``, ``model``, ``sampler``, ``miner``, ``loss``, ``memory``, ``optim``,
-``train``, ``eval``). Every key is typed and checked: an unknown key fails and lists the valid
+One section per stage (``data``, ``augment``, ``model``, ``sampler``, ``miner``, ``loss``, ``memory``,
+``optim``, ``train``, ``eval``). Every key is typed and checked: an unknown key fails and lists the valid
 ones. ``--set section.key=value`` overrides any key (the value is parsed as YAML, so
 ``--set optim.lr=1e-3`` and ``--set eval.ks=[1,5]`` work).
 
@@ -23,6 +23,7 @@ from lookalike._io import atomic_write_text
 from lookalike.models import ModelConfig
 
 __all__ = [
+    "AugmentConfig",
     "ConfigError",
     "DataConfig",
     "EvalConfig",
@@ -86,6 +87,51 @@ class DataConfig(_Strict):
                 f"data.val + data.test must be < 1 (train needs classes), got {self.val} + {self.test}"
             )
         return self
+
+
+class AugmentConfig(_Strict):
+    """Training augmentations (:func:`lookalike.data.train_transform`); evaluation never augments.
+    The defaults suit natural images; characters, text, logos and anything chiral want ``hflip: false``."""
+
+    hflip: bool = Field(True, description="Flip left-right with probability 0.5.")
+    vflip: bool = Field(False, description="Flip upside down with probability 0.5.")
+    crop_scale: tuple[float, float] = Field(
+        (0.2, 1.0), description="Random resized crop: [low, high] share of the image area kept."
+    )
+    crop_ratio: tuple[float, float] = Field(
+        (0.75, 4 / 3), description="Random resized crop: [low, high] aspect ratio (width / height)."
+    )
+    rotation: float = Field(
+        0.0,
+        ge=0.0,
+        le=180.0,
+        description="Rotate by a uniform angle in [-rotation, rotation] degrees; 0 = off.",
+    )
+    color_jitter: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Brightness, contrast and saturation each scaled by a factor in [1 - s, 1 + s]; 0 = off.",
+    )
+    hue: float = Field(0.0, ge=0.0, le=0.5, description="Hue shifted by up to this (a turn = 1); 0 = off.")
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 < value[0] <= value[1] <= 1.0:
+            raise ValueError(
+                f"augment.crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(value)}"
+            )
+        return value
+
+    @field_validator("crop_ratio")
+    @classmethod
+    def _ratio(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 < value[0] <= value[1]:
+            raise ValueError(
+                f"augment.crop_ratio must be [low, high] with 0 < low <= high, got {list(value)}"
+            )
+        return value
 
 
 class SamplerConfig(_Strict):
@@ -217,8 +263,9 @@ class EvalConfig(_Strict):
 
     @model_validator(mode="after")
     def _metric_known(self) -> EvalConfig:
-        valid = [f"{m}@{k}" for m in ("hit_rate", "recall", "precision", "map") for k in self.ks]
-        valid += ["map@r", "r_precision"]
+        from lookalike.metrics import metric_names
+
+        valid = metric_names(self.ks)
         if self.metric not in valid:
             raise ValueError(f"eval.metric {self.metric!r} is not computed; valid: {', '.join(valid)}")
         return self
@@ -228,6 +275,7 @@ class TrainingConfig(_Strict):
     """The whole run: one section per stage."""
 
     data: DataConfig
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     miner: MinerConfig = Field(default_factory=MinerConfig)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lookalike._arrays import check_embeddings
+
 __all__ = [
     "BaseDistance",
     "CosineSimilarity",
@@ -44,12 +46,12 @@ class BaseDistance:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """(N, D) x (M, D) -> (N, M); ``y=None`` compares ``x`` with itself."""
-        _check_2d(x, "x")
+        check_embeddings(x, "x")
         x = self.normalize(x)
         if y is None:
             y = x
         else:
-            _check_2d(y, "y")
+            check_embeddings(y, "y")
             if y.shape[1] != x.shape[1]:
                 raise ValueError(f"embedding sizes differ: x has D={x.shape[1]}, y has D={y.shape[1]}")
             y = self.normalize(y)
@@ -195,8 +197,3 @@ def create_distance(name: str) -> BaseDistance:
         return _REGISTRY[name]()
     except KeyError:
         raise ValueError(f"unknown distance {name!r}; valid names: {', '.join(list_distances())}") from None
-
-
-def _check_2d(t: torch.Tensor, what: str) -> None:
-    if t.dim() != 2:
-        raise ValueError(f"{what} must be a 2-D (N, D) tensor of embeddings, got shape {tuple(t.shape)}")

@@ -18,14 +18,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from lookalike._io import atomic_path
-from lookalike.data import IMAGE_EXTENSIONS, ManifestDataset, build_transform, to_rgb
+from lookalike.data import IMAGE_EXTENSIONS, ManifestDataset, eval_transform, to_rgb
 
 if TYPE_CHECKING:
     import pandas as pd
     from PIL import Image
-    from torchvision.transforms import v2
 
-    from lookalike.models import Embedder, Preprocessing
+    from lookalike.models import Embedder
     from lookalike.models.inference import InferenceModel
     from lookalike.training.distributed import DistInfo
 
@@ -41,11 +40,6 @@ __all__ = [
     "shard_rows",
     "write_embeddings",
 ]
-
-
-def eval_transform(prep: Preprocessing) -> v2.Compose:
-    """The deterministic transform every embedding goes through: PIL RGB image -> (3, S, S) tensor."""
-    return build_transform("eval", image_size=prep.image_size, mean=prep.mean, std=prep.std)
 
 
 @torch.no_grad()

@@ -5,9 +5,14 @@
 a running top-k per query and merges each block's top-k into it. Memory is
 O(query_chunk_size x gallery_chunk_size + n_queries x k).
 
-The result follows the faiss vocabulary: ``(distances, ids)`` of shape (n_queries, k'), nearest
-first, where k' = min(k, n_gallery). ``distances`` are in the convention of the distance object:
-distances (smallest first) for Euclidean, similarities (largest first) for cosine and dot product.
+The result follows the faiss vocabulary: ``(distances, ids)`` of shape (n_queries, k), nearest
+first. ``distances`` are in the convention of the distance object: distances (smallest first) for
+Euclidean, similarities (largest first) for cosine and dot product.
+
+Fewer than k gallery items is handled, never an error, and the shape is always (n_queries, k), as
+faiss does: where a query has fewer than k neighbours (a small gallery, or its own item excluded),
+the row ends with padding, id ``-1`` and the worst value (``inf`` for distances, ``-inf`` for
+similarities). Both backends follow this one convention.
 
 Ties are broken by gallery index: of two items at the same distance, the one with the smaller
 row index in ``gallery`` ranks first, and is the one kept at the k-th place (torch backend).
@@ -21,6 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from lookalike._arrays import ArrayLike, as_embeddings, as_vector
 from lookalike.distances import (
     BaseDistance,
     CosineSimilarity,
@@ -29,9 +35,10 @@ from lookalike.distances import (
     create_distance,
 )
 
-__all__ = ["resolve_distance", "topk"]
+__all__ = ["PAD_ID", "resolve_distance", "topk"]
 
-ArrayLike = torch.Tensor | np.ndarray
+#: The id of a padding entry: the row has fewer than k neighbours.
+PAD_ID = -1
 Backend = Literal["torch", "faiss"]
 _BACKENDS = ("torch", "faiss")
 
@@ -66,14 +73,13 @@ def topk(
         queries: (Nq, D) embeddings (torch tensor on any device, or numpy array).
         gallery: (Ng, D) embeddings. It may stay on the CPU while ``device`` is a GPU: it is moved
             there one chunk at a time.
-        k: how many neighbours per query (>= 1). k larger than the gallery is clamped: the result
-            has min(k, Ng) columns.
+        k: how many neighbours per query (>= 1). The result always has k columns; a query with
+            fewer than k neighbours (k > Ng, or its own item excluded) has its row padded at the end
+            with id -1 (:data:`PAD_ID`) and the worst value (inf, or -inf for similarities).
         distance: a distance object or name; default Euclidean on L2-normalised embeddings.
         query_ids, gallery_ids: (Nq,), (Ng,) integer row ids. When both are given, a gallery item
             whose id equals the query's id is never returned for that query (an item that is both
-            query and gallery is not its own neighbour). Where fewer than k' items remain for a
-            query, the row is padded with id -1 and the worst value (inf, or -inf for similarities),
-            as faiss does.
+            query and gallery is not its own neighbour); the row is padded as above.
         backend: ``"torch"`` (default) or ``"faiss"`` (``faiss.IndexFlatL2``/``IndexFlatIP``, CPU;
             needs ``pip install faiss-cpu``; ties follow faiss's order).
         device: where to compute (torch backend); default the device of ``queries``.
@@ -82,7 +88,8 @@ def topk(
             512 x 65536 for larger k (fewer, wider selections); 128 MiB either way.
 
     Returns:
-        ``(distances, ids)``: float32 (Nq, k') and int64 (Nq, k') tensors, nearest first.
+        ``(distances, ids)``: float32 (Nq, k) and int64 (Nq, k) tensors, nearest first, padding
+        last. ``ids[ids >= 0]`` are the real neighbours.
     """
     dist = resolve_distance(distance)
     if backend not in _BACKENDS:
@@ -95,18 +102,17 @@ def topk(
     for name, size in (("query_chunk_size", query_chunk_size), ("gallery_chunk_size", gallery_chunk_size)):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"{name} must be a positive integer, got {size!r}")
-    q = _as_2d_tensor(queries, "queries")
-    g = _as_2d_tensor(gallery, "gallery")
+    q = as_embeddings(queries, "queries")
+    g = as_embeddings(gallery, "gallery")
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"embedding sizes differ: queries have D={q.shape[1]}, gallery has D={g.shape[1]}")
     n_q, n_g = q.shape[0], g.shape[0]
     dev = torch.device(device) if device is not None else q.device
-    k_out = min(int(k), n_g)
+    k = int(k)
+    k_out = min(k, n_g)
     if n_q == 0 or n_g == 0:
-        return (
-            torch.empty((n_q, k_out), dtype=torch.float32, device=dev),
-            torch.empty((n_q, k_out), dtype=torch.int64, device=dev),
-        )
+        empty = torch.empty((n_q, 0), dtype=torch.float32, device=dev)
+        return _pad(empty, empty.to(torch.int64), k, dist)
     exclude = _exclusion(query_ids, gallery_ids, n_q, n_g)
     extra = 0 if exclude is None else exclude[2]
     k_search = min(k_out + extra, n_g)
@@ -117,7 +123,22 @@ def topk(
         values, ids = _torch_topk(q, g, k_search, dist, dev, query_chunk_size, gallery_chunk_size)
     if exclude is not None:
         values, ids = _drop_excluded(values, ids, exclude[0].to(dev), exclude[1].to(dev), k_out, dist)
-    return values, ids
+    return _pad(values, ids, k, dist)
+
+
+def _pad(
+    values: torch.Tensor, ids: torch.Tensor, k: int, dist: BaseDistance
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad (Nq, k') results to k columns with id PAD_ID and the worst value."""
+    missing = k - values.shape[1]
+    if missing <= 0:
+        return values, ids
+    worst = float("-inf") if dist.higher_is_closer else float("inf")
+    shape = (values.shape[0], missing)
+    return (
+        torch.cat([values, torch.full(shape, worst, dtype=values.dtype, device=values.device)], dim=1),
+        torch.cat([ids, torch.full(shape, PAD_ID, dtype=ids.dtype, device=ids.device)], dim=1),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,9 +332,7 @@ def _exclusion(
 
 
 def _as_ids(ids: ArrayLike, n: int, what: str) -> np.ndarray:
-    arr = ids.detach().cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"{what} must have shape ({n},), got {arr.shape}")
+    arr = as_vector(ids, what, n=n)
     if not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{what} must be integers, got dtype {arr.dtype}")
     return arr.astype(np.int64, copy=False)
@@ -337,7 +356,7 @@ def _drop_excluded(
     dropped = drop.gather(1, order)
     worst = float("-inf") if dist.higher_is_closer else float("inf")
     v = v.masked_fill(dropped, worst)
-    i = i.masked_fill(dropped, -1)
+    i = i.masked_fill(dropped, PAD_ID)
     return v, i
 
 
@@ -369,14 +388,3 @@ def _faiss_topk(
     if isinstance(dist, EuclideanDistance) and not dist.squared:
         v = v.clamp_min(0.0).sqrt()
     return v, torch.from_numpy(ids).to(torch.int64)
-
-
-def _as_2d_tensor(x: ArrayLike, what: str) -> torch.Tensor:
-    t = torch.from_numpy(np.asarray(x)) if isinstance(x, np.ndarray) else x
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor or numpy array, got {type(x).__name__}")
-    if t.dim() != 2:
-        raise ValueError(f"{what} must be a 2-D (N, D) array of embeddings, got shape {tuple(t.shape)}")
-    if not t.is_floating_point():
-        t = t.to(torch.float32)
-    return t.detach()

@@ -1,4 +1,4 @@
-"""The image Dataset and the transform presets."""
+"""The image Dataset, with the train and eval transforms."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import pandas as pd
 import pytest
 import torch
 
-from lookalike.data import ImageDecodeError, ManifestDataset, build_transform, read_manifest, write_manifest
+from lookalike.data import (
+    ImageDecodeError,
+    ManifestDataset,
+    eval_transform,
+    read_manifest,
+    train_transform,
+    write_manifest,
+)
+from lookalike.models import Preprocessing
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -72,34 +80,19 @@ def test_undecodable_image_names_file_and_row(tmp_path: Path, make_image) -> Non
         dataset[1]
 
 
-@pytest.mark.parametrize("preset", ["train", "eval"])
-def test_presets_give_normalised_square_tensors(tmp_path: Path, make_image, preset: str) -> None:
+@pytest.mark.parametrize("build", [train_transform, eval_transform])
+def test_transforms_give_normalised_square_tensors(tmp_path: Path, make_image, build) -> None:
     path = make_image(tmp_path / "x.png", mode="L", size=(40, 30), value=255)
-    transform = build_transform(preset, image_size=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    transform = build(Preprocessing(image_size=16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)))
     image, _, _ = ManifestDataset(pd.DataFrame({"path": [str(path)], "label": ["a"]}), transform=transform)[0]
     assert image.shape == (3, 16, 16) and image.dtype == torch.float32
     assert torch.allclose(image, torch.full_like(image, 2.0))  # (1 - 0.5) / 0.25
 
 
-def test_train_preset_is_random_and_eval_preset_is_not(tmp_path: Path) -> None:
+def test_train_transform_is_random_and_eval_transform_is_not(tmp_path: Path) -> None:
     image = torch.rand(3, 40, 50)
-    train = build_transform("train", image_size=24, mean=MEAN, std=STD)
-    evaluate = build_transform("eval", image_size=24, mean=MEAN, std=STD)
+    prep = Preprocessing(image_size=24, mean=MEAN, std=STD)
+    train, evaluate = train_transform(prep), eval_transform(prep)
     torch.manual_seed(0)
     assert not torch.equal(train(image), train(image))
     assert torch.equal(evaluate(image), evaluate(image))
-
-
-@pytest.mark.parametrize(
-    ("preset", "kwargs", "message"),
-    [
-        ("test", {}, r"unknown transform preset 'test'; expected one of \['train', 'eval'\]"),
-        ("eval", {"image_size": 0}, "image_size=0: expected a positive integer"),
-        ("eval", {"mean": (0.5, 0.5)}, "mean=.*expected 3 numbers"),
-        ("eval", {"std": (0.5, 0.0, 0.5)}, "std=.*expected 3 positive numbers"),
-        ("eval", {"crop_pct": 1.5}, r"crop_pct=1.5: expected a fraction in \(0, 1\]"),
-    ],
-)
-def test_transform_errors(preset: str, kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        build_transform(preset, **{"image_size": 8, "mean": MEAN, "std": STD, **kwargs})

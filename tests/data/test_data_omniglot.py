@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from lookalike.data import ManifestDataset, PKSampler, build_transform, manifest_from_folder, split_manifest
+from lookalike.data import ManifestDataset, PKSampler, eval_transform, manifest_from_folder, split_manifest
+from lookalike.models import Preprocessing
 
 
 def test_omniglot_split_dataset_and_sampler(omniglot: Path) -> None:
@@ -15,7 +16,7 @@ def test_omniglot_split_dataset_and_sampler(omniglot: Path) -> None:
     split = split_manifest(frame, val=0.1, test=0.2, seed=0).frame
     train = split[split["split"] == "train"]
 
-    transform = build_transform("eval", image_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    transform = eval_transform(Preprocessing(image_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))
     dataset = ManifestDataset(train, transform=transform)
     assert len(dataset.classes) == 170
     image, label, row = dataset[0]

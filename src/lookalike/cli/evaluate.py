@@ -49,7 +49,7 @@ from lookalike.cli._model_options import (
     WeightsOption,
 )
 from lookalike.cli.app import app
-from lookalike.metrics.retrieval import RetrievalReport, retrieval_metrics
+from lookalike.metrics.retrieval import METRICS_AT_K, RetrievalReport, retrieval_metrics
 
 __all__ = [
     "EmbeddingTable",
@@ -62,7 +62,6 @@ __all__ = [
 ]
 
 _ROLES = ("query", "gallery", "both", "query+gallery", "train")
-_PER_K = ("hit_rate", "recall", "precision", "map")
 
 
 @dataclass(frozen=True)
@@ -80,11 +79,11 @@ def metrics_table(report: RetrievalReport, *, title: str | None = None) -> Table
     R-precision, and a caption with the query counts and any clamped k."""
     table = Table(title=title)
     table.add_column("k", justify="right")
-    for name in _PER_K:
+    for name in METRICS_AT_K:
         table.add_column(name, justify="right")
     for k, e in zip(report.ks, report.effective_ks, strict=True):
         label = f"{k}" if k == e else f"{k} (→{e})"
-        table.add_row(label, *(_fmt(report.metrics[f"{m}@{k}"]) for m in _PER_K))
+        table.add_row(label, *(_fmt(report.metrics[f"{m}@{k}"]) for m in METRICS_AT_K))
     table.add_section()
     table.add_row("map@r", _fmt(report.metrics["map@r"]), "", "", "")
     table.add_row("r_precision", _fmt(report.metrics["r_precision"]), "", "", "")

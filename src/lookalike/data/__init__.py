@@ -1,5 +1,5 @@
 """Data: manifests, benchmark importers, validation, class-disjoint splits, the image Dataset,
-transform presets and the PK batch sampler."""
+train/eval transforms and the PK batch sampler."""
 
 from lookalike.data.dataset import ImageDecodeError, ManifestDataset, load_rgb, to_rgb
 from lookalike.data.importers import (
@@ -40,12 +40,14 @@ from lookalike.data.split import (
     split_manifest,
     split_summary,
 )
-from lookalike.data.transforms import TRANSFORM_PRESETS, build_transform
+from lookalike.data.transforms import CROP_MODES, INTERPOLATIONS, eval_transform, train_transform
 from lookalike.data.verify import ManifestProblem, drop_problems, find_problems
 
 __all__ = [
+    "CROP_MODES",
     "FORMATS",
     "IMAGE_EXTENSIONS",
+    "INTERPOLATIONS",
     "PROTOCOLS",
     "ROLES",
     "ROLE_GALLERY",
@@ -54,17 +56,16 @@ __all__ = [
     "ROLE_TRAIN",
     "SPLITS",
     "SPLIT_FILE",
-    "TRANSFORM_PRESETS",
     "ImageDecodeError",
     "ManifestDataset",
     "ManifestError",
     "ManifestProblem",
     "PKSampler",
     "SplitResult",
-    "build_transform",
     "check_values",
     "detect_format",
     "drop_problems",
+    "eval_transform",
     "file_sha256",
     "find_problems",
     "import_manifest",
@@ -82,5 +83,6 @@ __all__ = [
     "split_manifest",
     "split_summary",
     "to_rgb",
+    "train_transform",
     "write_manifest",
 ]

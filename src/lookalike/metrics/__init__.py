@@ -1,6 +1,13 @@
 """Retrieval metrics at k and verification metrics (ROC AUC, EER, TAR@FAR, thresholds)."""
 
-from lookalike.metrics.retrieval import RetrievalReport, metric_names, rank_metrics, retrieval_metrics
+from lookalike.metrics.retrieval import (
+    METRICS_AT_K,
+    METRICS_WHOLE_RANKING,
+    RetrievalReport,
+    metric_names,
+    rank_metrics,
+    retrieval_metrics,
+)
 from lookalike.metrics.verification import (
     OpenSetReport,
     RocCurve,
@@ -15,6 +22,8 @@ from lookalike.metrics.verification import (
 )
 
 __all__ = [
+    "METRICS_AT_K",
+    "METRICS_WHOLE_RANKING",
     "OpenSetReport",
     "RetrievalReport",
     "RocCurve",

@@ -30,13 +30,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lookalike._arrays import ArrayLike, as_vector, check_embeddings, to_numpy
 from lookalike.distances import BaseDistance
 from lookalike.knn import Backend, topk
 
-__all__ = ["RetrievalReport", "metric_names", "rank_metrics", "retrieval_metrics"]
+__all__ = [
+    "METRICS_AT_K",
+    "METRICS_WHOLE_RANKING",
+    "RetrievalReport",
+    "metric_names",
+    "rank_metrics",
+    "retrieval_metrics",
+]
 
-ArrayLike = torch.Tensor | np.ndarray
-_PER_K = ("hit_rate", "recall", "precision", "map")
+#: The metric families computed at every k: ``hit_rate@k``, ``recall@k``, ``precision@k``, ``map@k``.
+METRICS_AT_K: tuple[str, ...] = ("hit_rate", "recall", "precision", "map")
+#: The metrics of the whole ranking of a query's class (R = |C|), whatever the ks.
+METRICS_WHOLE_RANKING: tuple[str, ...] = ("map@r", "r_precision")
 
 
 @dataclass(frozen=True)
@@ -72,8 +82,9 @@ class RetrievalReport:
 
 
 def metric_names(ks: Sequence[int]) -> list[str]:
-    """The metric keys for these ks, in report order."""
-    return [f"{m}@{k}" for k in ks for m in _PER_K] + ["map@r", "r_precision"]
+    """The metric keys for these ks, in report order: every family of :data:`METRICS_AT_K` at each k,
+    then :data:`METRICS_WHOLE_RANKING`. The names a report has, and that a config may select."""
+    return [f"{m}@{k}" for k in ks for m in METRICS_AT_K] + list(METRICS_WHOLE_RANKING)
 
 
 def retrieval_metrics(
@@ -126,7 +137,7 @@ def retrieval_metrics(
         query_ids = gallery_ids = np.arange(n, dtype=np.int64)
     elif gallery is None or gallery_labels is None:
         raise ValueError("give gallery and gallery_labels, or leave_one_out=True")
-    n_q, n_g = _length(queries, "queries"), _length(gallery, "gallery")
+    n_q, n_g = check_embeddings(queries, "queries"), check_embeddings(gallery, "gallery")
     q_lab, g_lab = _encode_labels(query_labels, gallery_labels, n_q, n_g)
 
     # |C| per query, less the query's own item when it is in the gallery.
@@ -163,8 +174,8 @@ def retrieval_metrics(
     has_gallery = ~missing
     metrics: dict[str, float] = {}
     per: dict[str, np.ndarray] = {}
-    sources = [(f"{m}@{k}", f"{m}@{e}") for k, e in zip(ks_t, effective, strict=True) for m in _PER_K]
-    for name, source in [*sources, ("map@r", "map@r"), ("r_precision", "r_precision")]:
+    sources = [(f"{m}@{k}", f"{m}@{e}") for k, e in zip(ks_t, effective, strict=True) for m in METRICS_AT_K]
+    for name, source in [*sources, *((m, m) for m in METRICS_WHOLE_RANKING)]:
         arr = values[source].copy()
         arr[missing] = np.nan
         metrics[name] = float(arr[has_gallery].mean()) if bool(has_gallery.any()) else float("nan")
@@ -239,25 +250,11 @@ def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _length(x: ArrayLike, what: str) -> int:
-    shape = tuple(x.shape)
-    if len(shape) != 2:
-        raise ValueError(f"{what} must be a 2-D (N, D) array of embeddings, got shape {shape}")
-    return shape[0]
-
-
-def _to_numpy(x: ArrayLike) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
 def _encode_labels(
     query_labels: ArrayLike, gallery_labels: ArrayLike, n_q: int, n_g: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    ql, gl = _to_numpy(query_labels), _to_numpy(gallery_labels)
-    if ql.shape != (n_q,):
-        raise ValueError(f"query_labels must have shape ({n_q},) to match queries, got {ql.shape}")
-    if gl.shape != (n_g,):
-        raise ValueError(f"gallery_labels must have shape ({n_g},) to match gallery, got {gl.shape}")
+    ql = as_vector(query_labels, "query_labels", n=n_q, like="queries")
+    gl = as_vector(gallery_labels, "gallery_labels", n=n_g, like="gallery")
     _, inverse = np.unique(np.concatenate([ql, gl]), return_inverse=True)
     inverse = inverse.reshape(-1).astype(np.int64)
     return inverse[:n_q], inverse[n_q:]
@@ -268,7 +265,7 @@ def _self_counts(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Integer codes of the query and gallery ids, and per query: the gallery items with its id
     (any class), and those of them of its own class."""
-    qi, gi = _to_numpy(query_ids), _to_numpy(gallery_ids)
+    qi, gi = to_numpy(query_ids), to_numpy(gallery_ids)
     if qi.shape != q_lab.shape or gi.shape != g_lab.shape:
         raise ValueError(
             f"query_ids/gallery_ids must have shapes {q_lab.shape}/{g_lab.shape}, got {qi.shape}/{gi.shape}"

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
+from lookalike._arrays import ArrayLike, as_embeddings, as_vector, to_numpy
 from lookalike.distances import BaseDistance
 from lookalike.knn import Backend, resolve_distance, topk
 
@@ -38,7 +38,12 @@ __all__ = [
     "tar_at_far",
 ]
 
-ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
+
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
+    """The trapezoidal rule: ``np.trapezoid`` (NumPy >= 2.0), else ``np.trapz`` (NumPy 1.x, which
+    pyproject allows; NumPy 2.4 removed it)."""
+    rule = getattr(np, "trapezoid", None) or np.trapz
+    return float(rule(y, x))
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,7 @@ def roc_auc(values: ArrayLike, is_match: ArrayLike, *, higher_is_closer: bool = 
     (ties count one half). Needs both matches and non-matches."""
     curve = roc_curve(values, is_match, higher_is_closer=higher_is_closer)
     _need_both(curve)
-    return float(np.trapezoid(curve.tar, curve.far))
+    return _trapezoid(curve.tar, curve.far)
 
 
 def eer(values: ArrayLike, is_match: ArrayLike, *, higher_is_closer: bool = False) -> float:
@@ -224,9 +229,9 @@ def calibrate_threshold(
 
 
 def nearest_neighbour_matches(
-    queries: torch.Tensor | np.ndarray,
+    queries: ArrayLike,
     query_labels: ArrayLike,
-    gallery: torch.Tensor | np.ndarray,
+    gallery: ArrayLike,
     gallery_labels: ArrayLike,
     *,
     distance: BaseDistance | str | None = None,
@@ -238,17 +243,20 @@ def nearest_neighbour_matches(
     identification threshold on (pass ``higher_is_closer=distance.higher_is_closer``).
     """
     dist = resolve_distance(distance)
+    gallery = as_embeddings(gallery, "gallery")
+    if gallery.shape[0] == 0:
+        raise ValueError("the gallery is empty: a query's nearest gallery item needs at least one item")
     values, ids = topk(queries, gallery, 1, distance=dist, backend=backend)
-    ql = _labels(query_labels, len(values), "query_labels")
-    gl = _labels(gallery_labels, len(gallery), "gallery_labels")
+    ql = as_vector(query_labels, "query_labels", n=len(values), like="queries")
+    gl = as_vector(gallery_labels, "gallery_labels", n=len(gallery), like="gallery")
     ids_np = ids[:, 0].cpu().numpy()
     return values[:, 0].cpu().numpy().astype(np.float64), ids_np, gl[ids_np] == ql
 
 
 def open_set_evaluation(
-    queries: torch.Tensor | np.ndarray,
+    queries: ArrayLike,
     query_labels: ArrayLike,
-    gallery: torch.Tensor | np.ndarray,
+    gallery: ArrayLike,
     gallery_labels: ArrayLike,
     *,
     threshold: Threshold | float,
@@ -274,8 +282,8 @@ def open_set_evaluation(
     values, ids, correct = nearest_neighbour_matches(
         queries, query_labels, gallery, gallery_labels, distance=dist, backend=backend
     )
-    ql = _labels(query_labels, len(values), "query_labels")
-    gl = _labels(gallery_labels, gallery.shape[0], "gallery_labels")
+    ql = as_vector(query_labels, "query_labels", n=len(values), like="queries")
+    gl = as_vector(gallery_labels, "gallery_labels", n=len(gallery), like="gallery")
     known = np.isin(ql, gl)
     accepted = values >= t if dist.higher_is_closer else values <= t
     n_known, n_unknown = int(known.sum()), int((~known).sum())
@@ -300,24 +308,14 @@ def _rate(mask: np.ndarray, n: int) -> float:
     return float(mask.sum() / n) if n else float("nan")
 
 
-def _labels(x: ArrayLike, n: int, what: str) -> np.ndarray:
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if arr.shape != (n,):
-        raise ValueError(f"{what} must have shape ({n},), got {arr.shape}")
-    return arr
-
-
 def _as_float_array(x: ArrayLike, what: str) -> np.ndarray:
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    arr = arr.astype(np.float64, copy=False).reshape(-1) if arr.ndim <= 1 else arr
-    if arr.ndim != 1:
-        raise ValueError(f"{what} must be 1-D, got shape {arr.shape}")
-    return arr
+    arr = to_numpy(x)
+    return as_vector(arr.astype(np.float64, copy=False).reshape(-1) if arr.ndim <= 1 else arr, what)
 
 
 def _check_pairs(values: ArrayLike, is_match: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     v = _as_float_array(values, "values")
-    m_raw = is_match.detach().cpu().numpy() if isinstance(is_match, torch.Tensor) else np.asarray(is_match)
+    m_raw = to_numpy(is_match)
     if m_raw.shape != v.shape:
         raise ValueError(f"is_match must have the shape of values {v.shape}, got {m_raw.shape}")
     if m_raw.dtype != bool and not (np.issubdtype(m_raw.dtype, np.integer) and np.isin(m_raw, (0, 1)).all()):

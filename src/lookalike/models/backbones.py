@@ -81,7 +81,9 @@ class Preprocessing:
 
     ``image_size`` is the square input side; ``mean``/``std`` are per channel, for inputs scaled to
     [0, 1]; ``interpolation`` is a torchvision/PIL mode name ("bicubic", "bilinear", ...);
-    ``crop_pct`` is the centre-crop fraction used at evaluation (resize to image_size / crop_pct).
+    ``crop_pct`` is the centre-crop fraction used at evaluation (resize to image_size / crop_pct);
+    ``crop_mode`` is timm's eval crop mode ("center", "squash" or "border"). See
+    :func:`lookalike.data.eval_transform`.
     """
 
     image_size: int
@@ -89,6 +91,7 @@ class Preprocessing:
     std: tuple[float, ...]
     interpolation: str = "bicubic"
     crop_pct: float = 1.0
+    crop_mode: str = "center"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain python types (lists for tuples are avoided: tuples load fine with weights_only)."""
@@ -106,6 +109,7 @@ class Preprocessing:
             std=tuple(float(v) for v in data["std"]),
             interpolation=str(data.get("interpolation", "bicubic")),
             crop_pct=float(data.get("crop_pct", 1.0)),
+            crop_mode=str(data.get("crop_mode", "center")),
         )
 
 
@@ -129,6 +133,7 @@ def resolve_preprocessing(
         std=std,
         interpolation=str(data_cfg.get("interpolation", "bicubic")),
         crop_pct=float(data_cfg.get("crop_pct", 1.0)),
+        crop_mode=str(data_cfg.get("crop_mode") or "center"),
     )
 
 

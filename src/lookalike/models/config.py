@@ -76,7 +76,11 @@ class ModelConfig(BaseModel):
         description="Input height and width. None = the backbone's default. ViTs are built for this size "
         "(timm's img_size).",
     )
-    in_chans: int = Field(3, ge=1, description="Number of input channels.")
+    in_chans: int = Field(
+        3,
+        description="Input channels: 3 (RGB) or 1 (images converted to grayscale, mean/std averaged over "
+        "the backbone's channels; pretrained weights have their first conv summed over channels by timm).",
+    )
     backbone_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra keyword arguments for timm.create_model (e.g. drop_path_rate, or width for "
@@ -87,6 +91,16 @@ class ModelConfig(BaseModel):
     @classmethod
     def _known_backbone(cls, value: str) -> str:
         resolve_backbone_name(value)  # raises a ValueError naming close matches
+        return value
+
+    @field_validator("in_chans")
+    @classmethod
+    def _readable_channels(cls, value: int) -> int:
+        if value not in (1, 3):
+            raise ValueError(
+                f"in_chans={value} cannot be fed: images are read as RGB, so in_chans must be 3 (colour) or "
+                "1 (grayscale)"
+            )
         return value
 
     @field_validator("backbone_kwargs")

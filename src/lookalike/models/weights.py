@@ -109,6 +109,23 @@ def _resample_pos_embed(module: nn.Module, state: dict[str, torch.Tensor]) -> di
     return {**state, "pos_embed": resampled}
 
 
+def _adapt_first_conv(module: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The first conv of RGB weights for a model with other input channels (``in_chans=1``): summed over
+    the input channels, as timm does when it loads pretrained weights."""
+    first_conv = (getattr(module, "pretrained_cfg", None) or {}).get("first_conv")
+    key = f"{first_conv}.weight" if isinstance(first_conv, str) else None
+    own = module.state_dict().get(key) if key else None
+    theirs = state.get(key) if key else None
+    if own is None or theirs is None or own.ndim != 4 or theirs.ndim != 4:
+        return state
+    if own.shape == theirs.shape or own.shape[:1] + own.shape[2:] != theirs.shape[:1] + theirs.shape[2:]:
+        return state  # same shape, or different beyond the input channels: left to the shape check
+    from timm.models import adapt_input_conv
+
+    logger.info("adapting %s from %d to %d input channels", key, theirs.shape[1], own.shape[1])
+    return {**state, key: adapt_input_conv(own.shape[1], theirs)}
+
+
 def load_weights(module: nn.Module, path: str | Path, *, strict_shapes: bool = True) -> LoadReport:
     """Load a local weights file into ``module`` (non-strict on keys, strict on shapes).
 
@@ -116,9 +133,10 @@ def load_weights(module: nn.Module, path: str | Path, *, strict_shapes: bool = T
     present in both with different shapes raises ValueError listing every such key with both shapes;
     with ``strict_shapes=False`` those keys are skipped and reported as ``mismatched`` instead. A file
     that shares no key with the module is refused. A ViT's ``pos_embed`` made for another image size is
-    resampled to the module's patch grid (as timm does for pretrained weights).
+    resampled to the module's patch grid, and RGB weights for a 1-channel model have their first conv
+    summed over the input channels (both as timm does for pretrained weights).
     """
-    state = _resample_pos_embed(module, read_state_dict(path))
+    state = _adapt_first_conv(module, _resample_pos_embed(module, read_state_dict(path)))
     own = module.state_dict()
     if own and state and not (own.keys() & state.keys()):
         raise ValueError(

@@ -14,7 +14,7 @@ import torch
 from rich.console import Console
 
 from lookalike.config import TrainingConfig
-from lookalike.data import ManifestDataset, PKSampler, build_transform
+from lookalike.data import ManifestDataset, PKSampler, train_transform
 from lookalike.distances import BaseDistance, create_distance
 from lookalike.embed import embed_frame
 from lookalike.evaluation import split_frames
@@ -182,7 +182,7 @@ def build_components(
     train_frame = frame[frame["split"] == "train"].reset_index(drop=True)
     dataset = ManifestDataset(
         train_frame,
-        transform=build_transform("train", image_size=prep.image_size, mean=prep.mean, std=prep.std),
+        transform=train_transform(prep, **config.augment.model_dump()),
         cache_bytes=config.data.cache_images_mb * 2**20 if config.data.cache_images else 0,
     )
     sampler = PKSampler(

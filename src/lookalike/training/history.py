@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from lookalike._io import atomic_path, atomic_write_text
+from lookalike.metrics import METRICS_AT_K
 
 __all__ = ["RunHistory"]
-
-_FAMILIES = ("hit_rate", "recall", "precision", "map")
 
 
 class RunHistory:
@@ -65,9 +64,9 @@ class RunHistory:
             plt.close(fig)
         evals = [r for r in self.evals() if r.get("split") == "val"]
         if evals:
-            fig, axes = plt.subplots(1, len(_FAMILIES) + 1, figsize=(4 * (len(_FAMILIES) + 1), 3.6))
+            fig, axes = plt.subplots(1, len(METRICS_AT_K) + 1, figsize=(4 * (len(METRICS_AT_K) + 1), 3.6))
             xs = [r["epoch"] for r in evals]
-            for ax, family in zip(axes, _FAMILIES, strict=False):
+            for ax, family in zip(axes, METRICS_AT_K, strict=False):
                 keys = sorted(
                     (k for k in evals[-1] if re.fullmatch(rf"{family}@\d+", k)),
                     key=lambda k: int(k.split("@")[1]),
