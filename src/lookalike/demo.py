@@ -404,6 +404,10 @@ def _write_report(
     values = np.array([c.distance for c in searched])
     genuine = np.array([c.known and _nearest_correct(c) for c in searched])
     roc_png = None
+    roc_note = (
+        f"No ROC curve: of the {len(searched)} test searches, {int(genuine.sum())} found their class "
+        f"first and {int((~genuine).sum())} did not; the curve needs both kinds."
+    )
     if genuine.any() and (~genuine).any():
         curve = roc_curve(values, genuine)
         accepted = values <= threshold
@@ -479,6 +483,7 @@ def _write_report(
         open_set=open_rows,
         training_png=training_png,
         roc_png=roc_png,
+        roc_note=roc_note,
         searches=worst_first(known)[:examples],
         no_match=no_match[:examples],
         stages=stages,

@@ -78,7 +78,7 @@ TEMPLATE = r"""{% macro case(c) -%}
 
 <h2>The match threshold</h2>
 <div class="two"><div>
-{% if roc %}<img class="fig" src="{{ roc }}" alt="ROC curve">{% endif %}
+{% if roc %}<img class="fig" src="{{ roc }}" alt="ROC curve">{% elif d.roc_note %}<p class="note">{{ d.roc_note }}</p>{% endif %}
 </div><div>
 <table>{% for name, value in d.calibration %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>{% endfor %}</table>
 {% if d.open_set %}<p></p><table>{% for name, value in d.open_set %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>{% endfor %}</table>{% endif %}

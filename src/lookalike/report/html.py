@@ -101,6 +101,7 @@ class ReportData:
     open_set: Sequence[tuple[str, str]] = ()
     training_png: bytes | None = None
     roc_png: bytes | None = None
+    roc_note: str = ""
     searches: Sequence[SearchCase] = ()
     no_match: Sequence[SearchCase] = ()
     stages: Sequence[tuple[str, float]] = ()
