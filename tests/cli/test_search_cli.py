@@ -3,14 +3,13 @@ equality with `lookalike evaluate` on Omniglot."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from cli_gallery_helpers import image_folder, snapshot, tiny_checkpoint
 from typer.testing import CliRunner
 
 from lookalike.cli import app
@@ -24,38 +23,11 @@ def invoke(*args: object):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    embedder = create_embedder_from("convnet4", image_size=16, embed_dim=8, backbone_kwargs={"width": 8})
-    return save_checkpoint(path, embedder)
-
-
-def image_folder(root: Path, *, classes: int = 5, per_class: int = 3, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    for c in range(classes):
-        base = rng.integers(0, 255, size=3).astype(np.uint8)
-        for i in range(per_class):
-            img = np.zeros((20, 20, 3), dtype=np.uint8) + base
-            img[:: (c % 4) + 2] = 255 - base
-            img = np.clip(img + rng.normal(0, 25, img.shape), 0, 255).astype(np.uint8)
-            (root / f"c{c}").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(root / f"c{c}" / f"{i}.png")
-    return root
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("search_cli")
     ckpt = tiny_checkpoint(root / "model.pt")
-    images = image_folder(root / "images")
+    images = image_folder(root / "images", classes=5, per_class=3)
     gallery = root / "gallery"
     r = invoke(
         "index", "build", "--checkpoint", ckpt, "--images", images, "--out", gallery, "--threshold", 0.05
