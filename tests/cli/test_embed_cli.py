@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +16,9 @@ from lookalike.cli import app
 from lookalike.embed import embed_frame, read_embeddings, shard_rows
 from lookalike.models import create_embedder_from, save_checkpoint
 from lookalike.models.inference import load_inference_model
+from torchrun_helpers import run_torchrun
 
 runner = CliRunner()
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _split_manifest(root: Path, n_classes: int = 6, per_class: int = 4) -> Path:
@@ -183,12 +179,6 @@ def test_shard_rows_cover_everything_once():
             assert max(map(len, rows)) - min(map(len, rows)) <= 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_processes_write_the_single_process_file(tmp_path):
     manifest = _split_manifest(tmp_path, n_classes=5, per_class=3)  # 15 rows: shards of 8 and 7
     ckpt = _checkpoint(tmp_path)
@@ -206,23 +196,7 @@ def test_torchrun_two_processes_write_the_single_process_file(tmp_path):
     ]
     res = runner.invoke(app, [*common, "--out", str(single)])
     assert res.exit_code == 0, res.output
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(_free_port()),
-    ]
-    proc = subprocess.run(
-        [*cmd, "-m", "lookalike", *common, "--out", str(double)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-    )
+    proc = run_torchrun([*common, "--out", str(double)])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "by 2 processes" in proc.stdout and proc.stdout.count("written to") == 1  # rank 0 alone writes
     t1, e1, m1 = read_embeddings(single)
@@ -238,16 +212,6 @@ def test_torchrun_a_bad_image_in_one_shard_fails_every_process_without_writing(t
     ckpt = _checkpoint(tmp_path)
     (tmp_path / "images" / "c1" / "2.png").write_bytes(b"not a png")  # row 5
     out = tmp_path / "o.parquet"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(_free_port()),
-    ]
     args = [
         "embed",
         "--checkpoint",
@@ -259,9 +223,7 @@ def test_torchrun_a_bad_image_in_one_shard_fails_every_process_without_writing(t
         "--device",
         "cpu",
     ]
-    proc = subprocess.run(
-        [*cmd, "-m", "lookalike", *args], capture_output=True, text=True, timeout=240, env=env
-    )
+    proc = run_torchrun(args)
     assert proc.returncode != 0
     assert "process 1 of 2: row 5: cannot read image" in proc.stderr and "2.png" in proc.stderr
     assert not out.exists()

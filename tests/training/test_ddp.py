@@ -4,7 +4,6 @@ no all-reduce on the inner steps of gradient accumulation, and every rank failin
 
 import os
 import re
-import socket
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from lookalike.losses import create_loss
 from lookalike.training import distributed as D
 from lookalike.training.components import build_learner
 from lookalike.training.distributed import DistInfo
+from torchrun_helpers import free_port
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "lookalike"
 
@@ -138,12 +138,6 @@ CASES = {
 }
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _global_batches():
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(4).repeat_interleave(4)
@@ -208,7 +202,7 @@ def _ddp_worker(rank, world, port, out_dir):
 
 
 def test_loss_parameters_and_accumulation_under_ddp_match_one_process(tmp_path):
-    mp.spawn(_ddp_worker, args=(WORLD, _free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    mp.spawn(_ddp_worker, args=(WORLD, free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     for case, (_, accumulate) in CASES.items():
         ref = _train(_learner(case, DistInfo(), seed=100), _global_batches())
         init = _learner(case, DistInfo(), seed=100)
@@ -275,7 +269,7 @@ def test_every_rank_fails_alike_and_an_unseeded_miner_draws_alike(image_folder, 
     (run / "metrics.jsonl").write_text("{}\n")  # a run is already there
     ctx = mp.spawn(
         _fit_worker,
-        args=(WORLD, _free_port(), str(image_folder), str(run), str(tmp_path)),
+        args=(WORLD, free_port(), str(image_folder), str(run), str(tmp_path)),
         nprocs=WORLD,
         join=False,
     )

@@ -2,14 +2,13 @@
 single-process loss on the same global batch, and each rank's gradient is its slice of the
 single-process gradient."""
 
-import socket
-
 import torch
 import torch.multiprocessing as mp
 
 from lookalike.losses import TripletLoss
 from lookalike.miners import BatchHardMiner
 from lookalike.training.distributed import DistInfo, all_gather_embeddings
+from torchrun_helpers import free_port, run_torchrun
 
 
 def _global_batch():
@@ -47,15 +46,9 @@ def _worker(rank, world, port, out_dir):
         dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_gathered_loss_matches_single_process(tmp_path):
     world = 2
-    mp.spawn(_worker, args=(world, _free_port(), str(tmp_path)), nprocs=world, join=True)
+    mp.spawn(_worker, args=(world, free_port(), str(tmp_path)), nprocs=world, join=True)
     emb, labels = _global_batch()
     full = emb.clone().requires_grad_(True)
     ref = _loss(full, labels)
@@ -77,8 +70,6 @@ def test_single_process_gather_is_identity():
 def test_train_command_under_torchrun_with_two_processes(image_folder, tmp_path):
     """The same `lookalike train` under torchrun (gloo, 2 CPU processes): one run folder, written once."""
     import json
-    import subprocess
-    import sys
 
     import yaml
 
@@ -95,23 +86,7 @@ def test_train_command_under_torchrun_with_two_processes(image_folder, tmp_path)
         )
     )
     run = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(_free_port()),
-        "-m",
-        "lookalike",
-        "train",
-        "--config",
-        str(cfg),
-        "--out",
-        str(run),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    proc = run_torchrun(["train", "--config", str(cfg), "--out", str(run)])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "distributed: 2 process(es), gloo on cpu" in proc.stdout  # benchmarks/gpu_check.py looks for it
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
