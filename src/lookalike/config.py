@@ -218,6 +218,40 @@ class OptimConfig(_Strict):
     min_lr_ratio: float = Field(0.01, ge=0, le=1)
     grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm; null turns clipping off.")
     accumulate: int = Field(1, ge=1, description="Batches per optimizer step (gradient accumulation).")
+    head_epochs: float = Field(
+        0.0,
+        ge=0,
+        description="Head-first phase (linear probe, then fine-tune; Kumar et al. 2022): for the first "
+        "round(head_epochs * steps per epoch) optimizer steps only the head and the loss's own parameters "
+        "train; the backbone is frozen (no gradient computed, BatchNorms in eval mode). Then the backbone's "
+        "trainable set is what model.freeze says again, and its learning rate starts its own warm-up "
+        "(warmup_epochs) and cosine decay over the remaining steps; the head's schedule spans the whole run. "
+        ">= train.epochs: a linear probe only. 0 = off. Ignored with model.freeze=frozen (the whole run "
+        "already trains only the head).",
+    )
+    layer_decay: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Layer-wise learning-rate decay of the backbone: the last block (and the final norm / "
+        "conv head after it) trains at backbone_lr, the block before at backbone_lr * d, ..., the stem / "
+        "patch and position embeddings at backbone_lr * d ** n_blocks. Blocks are those of "
+        "model.freeze=last_n_blocks (ViT blocks, CNN stages). null = off (every backbone parameter at "
+        "backbone_lr).",
+    )
+    ema: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Exponential moving average of the weights with this decay (e.g. 0.999), updated after "
+        "every optimizer step; evaluation, checkpoints/best.pt, calibration and the test use the averaged "
+        "weights. null = off.",
+    )
+    ema_warmup: bool = Field(
+        True,
+        description="With ema: the decay grows as 1 - (1 + step) ** (-2/3) up to `ema`, so that a short run "
+        "does not average in the initial weights for long (timm's ModelEmaV3 warm-up).",
+    )
 
 
 class TrainConfig(_Strict):

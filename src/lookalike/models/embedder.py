@@ -11,7 +11,7 @@ from torch import nn
 
 from lookalike.models.backbones import Preprocessing, create_timm_backbone, resolve_preprocessing
 from lookalike.models.config import ModelConfig
-from lookalike.models.freezing import apply_freeze, frozen_batchnorms
+from lookalike.models.freezing import apply_freeze, block_depths, frozen_batchnorms
 from lookalike.models.heads import create_head
 from lookalike.models.pooling import set_pooling
 from lookalike.models.weights import LoadReport, load_weights
@@ -82,7 +82,12 @@ class Embedder(nn.Module):
         return self
 
     def param_groups(
-        self, *, lr: float, backbone_lr: float | None = None, weight_decay: float = 0.0
+        self,
+        *,
+        lr: float,
+        backbone_lr: float | None = None,
+        weight_decay: float = 0.0,
+        layer_decay: float | None = None,
     ) -> list[dict[str, Any]]:
         """Parameter groups for AdamW over the trainable parameters.
 
@@ -90,25 +95,38 @@ class Embedder(nn.Module):
         GeM's p (every parameter with ndim <= 1) and the backbone's ``no_weight_decay()`` names (ViT
         position embeddings and tokens) get no weight decay. Empty groups are left out; each group has
         a ``name`` (backbone, backbone_no_decay, head, head_no_decay).
+
+        ``layer_decay=d`` splits the backbone groups by depth from the top (see
+        :func:`~lookalike.models.freezing.block_depths`): a parameter ``depth`` blocks below the last one
+        gets ``backbone_lr * d ** depth``; those groups also carry ``depth`` and ``lr_scale`` (d ** depth).
         """
         skip = set(self.backbone.no_weight_decay()) if hasattr(self.backbone, "no_weight_decay") else set()
+        depths: dict[str, int] = {}
+        if layer_decay is not None:
+            depths, _ = block_depths(self.backbone)
         groups: list[dict[str, Any]] = []
         for part, module, part_lr in (
             ("backbone", self.backbone, lr if backbone_lr is None else backbone_lr),
             ("head", self.head, lr),
         ):
-            decay, no_decay = [], []
+            buckets: dict[tuple[int, bool], list[nn.Parameter]] = {}
             for name, param in module.named_parameters():
                 if not param.requires_grad:
                     continue
                 no_wd = param.ndim <= 1 or (part == "backbone" and name in skip)
-                (no_decay if no_wd else decay).append(param)
-            if decay:
-                groups.append({"name": part, "params": decay, "lr": part_lr, "weight_decay": weight_decay})
-            if no_decay:
-                groups.append(
-                    {"name": f"{part}_no_decay", "params": no_decay, "lr": part_lr, "weight_decay": 0.0}
-                )
+                depth = depths.get(name, 0) if part == "backbone" else 0
+                buckets.setdefault((depth, no_wd), []).append(param)
+            for depth, no_wd in sorted(buckets, key=lambda key: (-key[0], key[1])):
+                group: dict[str, Any] = {
+                    "name": f"{part}_no_decay" if no_wd else part,
+                    "params": buckets[depth, no_wd],
+                    "lr": part_lr,
+                    "weight_decay": 0.0 if no_wd else weight_decay,
+                }
+                if part == "backbone" and layer_decay is not None:
+                    scale = layer_decay**depth
+                    group.update(lr=part_lr * scale, depth=depth, lr_scale=scale)
+                groups.append(group)
         return groups
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["FREEZE_MODES", "apply_freeze", "find_blocks", "frozen_batchnorms"]
+__all__ = ["FREEZE_MODES", "apply_freeze", "block_depths", "find_blocks", "frozen_batchnorms"]
 
 FREEZE_MODES = ("full", "frozen", "last_n_blocks")
 
@@ -46,6 +46,29 @@ def _tail_modules(backbone: nn.Module) -> list[nn.Module]:
     children = list(backbone.named_children())
     last = max(i for i, (name, _) in enumerate(children) if name in container_names)
     return [module for _, module in children[last + 1 :]]
+
+
+def block_depths(backbone: nn.Module) -> tuple[dict[str, int], int]:
+    """Each parameter's depth from the top of the backbone, in blocks (see :func:`find_blocks`), and
+    the number of blocks n, for layer-wise learning-rate decay.
+
+    The last block and the modules after it (final norm, conv head, GeM's p) are at depth 0, the block
+    before at 1, ..., the first block at n - 1; everything before the blocks (stem, patch embedding,
+    and the backbone's own parameters: position embeddings, class and register tokens) at n.
+    """
+    container_names, blocks = _block_list(backbone)
+    n = len(blocks)
+    depth_of = {id(p): n - 1 - i for i, block in enumerate(blocks) for p in block.parameters()}
+    children = [name for name, _ in backbone.named_children()]
+    last = max(i for i, name in enumerate(children) if name in container_names)
+    after = set(children[last + 1 :])
+    depths = {}
+    for name, param in backbone.named_parameters():
+        if id(param) in depth_of:
+            depths[name] = depth_of[id(param)]
+        else:
+            depths[name] = 0 if name.split(".", 1)[0] in after else n
+    return depths, n
 
 
 def apply_freeze(

@@ -17,9 +17,12 @@ __all__ = ["restore_last", "save_best", "save_last"]
 
 def save_last(c: Components, state: TrainState) -> None:
     """``checkpoints/last.pt``: the weights, the run's state, the optimizer's, schedule's, scaler's,
-    loss's and miner's states and every random state (written by rank 0)."""
+    loss's and miner's states, the EMA's weights (optim.ema) and every random state (written by
+    rank 0)."""
     if c.dist.is_main:
         extra = state.state_dict() | c.learner.state_dict() | {"rng": get_rng_state()}
+        if c.ema is not None:
+            extra["ema"] = c.ema.state_dict()
         save_checkpoint(
             c.run_dir / "checkpoints" / "last.pt", c.embedder, config=config_to_dict(c.config), extra=extra
         )
@@ -32,14 +35,22 @@ def restore_last(c: Components, state: TrainState, checkpoint: Checkpoint) -> No
     state.load_state_dict(extra)
     c.learner.load_state_dict(extra)
     set_rng_state(extra["rng"])
+    if c.ema is not None:
+        if "ema" not in extra:
+            raise ValueError(
+                f"cannot resume {c.run_dir} with optim.ema={c.config.optim.ema}: its last.pt holds no EMA "
+                "weights (the run was started without optim.ema); resume with the run's own config"
+            )
+        c.ema.load_state_dict(extra["ema"])
     if c.dist.is_main:
         c.history.truncate_after(state.epoch)
 
 
 def save_best(c: Components, *, epoch: int, value: float) -> None:
+    """``checkpoints/best.pt``: the evaluated weights (the EMA's when optim.ema is on)."""
     save_checkpoint(
         c.run_dir / "checkpoints" / "best.pt",
-        c.embedder,
+        c.eval_embedder,
         config=config_to_dict(c.config),
         extra={"epoch": epoch, "metric": c.config.eval.metric, "value": value},
     )

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
+from timm.utils import ModelEmaV3
 
-from lookalike.config import TrainingConfig
+from lookalike.config import ConfigError, TrainingConfig
 from lookalike.data import ManifestDataset, PKSampler, train_transform
 from lookalike.distances import BaseDistance, create_distance
 from lookalike.embed import embed_frame
@@ -30,6 +31,7 @@ from lookalike.training.distributed import (
     scale_grad,
     shared_seed,
 )
+from lookalike.training.head_phase import HeadFirst
 from lookalike.training.history import RunHistory
 from lookalike.training.schedule import warmup_cosine
 
@@ -38,7 +40,15 @@ if TYPE_CHECKING:
 
     from lookalike.models import Checkpoint
 
-__all__ = ["Components", "Learner", "amp_dtype", "build_components", "build_criterion", "build_learner"]
+__all__ = [
+    "Components",
+    "Learner",
+    "amp_dtype",
+    "build_components",
+    "build_criterion",
+    "build_ema",
+    "build_learner",
+]
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -110,6 +120,18 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
 
+    def rewrap(self) -> None:
+        """After the module's trainable set changed (the head-first phase's switch): DDP fixes the
+        parameters it synchronises when it is built, so build it again (every rank switches at the
+        same step, and building it is a collective). Without DDP nothing to do."""
+        if not self.dist.enabled:
+            return
+        module = self.model
+        if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+            module = module.module
+        self.model = module  # drop the old wrapper (and its gradient hooks) first
+        self.model = _ddp(module, self.dist)
+
     def state_dict(self) -> dict[str, Any]:
         miner_state = self.miner.state_dict() if hasattr(self.miner, "state_dict") else None
         return {
@@ -143,10 +165,17 @@ class Components:
     test: tuple[pd.DataFrame, pd.DataFrame]
     distance: BaseDistance
     history: RunHistory
+    ema: ModelEmaV3 | None = None  # optim.ema: the averaged weights, updated after every step
+    head_first: HeadFirst | None = None  # optim.head_epochs: the backbone's phase, from global_step
 
     @property
     def device(self) -> torch.device:
         return self.dist.device
+
+    @property
+    def eval_embedder(self) -> Embedder:
+        """The weights that are evaluated and kept as best.pt: the EMA's when optim.ema is on."""
+        return self.ema.module if self.ema is not None else self.embedder
 
     @property
     def steps_per_epoch(self) -> int:
@@ -226,16 +255,29 @@ def build_components(
         # an unseeded random miner would draw differently on each rank from the same gathered batch
         miner.seed = shared_seed(dist)
     criterion = build_criterion(config, embedder, len(dataset.classes), miner)
+    steps_per_epoch = math.ceil(batches_per_epoch / config.optim.accumulate)
+    head_steps = 0 if cache else round(config.optim.head_epochs * steps_per_epoch)
+    if head_steps > 0:
+        _check_head_phase_trains(config, embedder, criterion)
+    try:
+        groups = embedder.param_groups(
+            lr=config.optim.lr,
+            backbone_lr=config.optim.backbone_lr,
+            weight_decay=config.optim.weight_decay,
+            layer_decay=config.optim.layer_decay,
+        )
+    except ValueError as err:  # a backbone whose blocks are not known
+        decay = config.optim.layer_decay
+        raise ConfigError(f"optim.layer_decay={decay} needs the backbone's blocks: {err}") from None
     learner = build_learner(
         config,
         _HeadOnly(embedder) if cache else embedder,
-        embedder.param_groups(
-            lr=config.optim.lr, backbone_lr=config.optim.backbone_lr, weight_decay=config.optim.weight_decay
-        ),
+        groups,
         criterion,
         miner,
         dist=dist,
-        steps_per_epoch=math.ceil(batches_per_epoch / config.optim.accumulate),
+        steps_per_epoch=steps_per_epoch,
+        head_steps=head_steps,
     )
     return Components(
         config=config,
@@ -248,7 +290,33 @@ def build_components(
         test=split_frames(frame, "test"),
         distance=create_distance(config.eval.distance),
         history=RunHistory(run_dir),
+        ema=build_ema(config, embedder),
+        head_first=HeadFirst(embedder, head_steps) if head_steps > 0 else None,
     )
+
+
+def _check_head_phase_trains(config: TrainingConfig, embedder: Embedder, criterion: torch.nn.Module) -> None:
+    if not any(p.requires_grad for p in [*embedder.head.parameters(), *criterion.parameters()]):
+        raise ConfigError(
+            f"optim.head_epochs={config.optim.head_epochs} trains only the head and the loss's own "
+            f"parameters first, but model.head={config.model.head!r} and loss.name={config.loss.name!r} "
+            "have none: nothing would train in that phase. Use model.head: linear or mlp, a loss with "
+            "parameters (e.g. arcface), or optim.head_epochs: 0"
+        )
+
+
+def build_ema(config: TrainingConfig, embedder: Embedder) -> ModelEmaV3 | None:
+    """The EMA of ``embedder``'s weights (and BatchNorm statistics) when ``optim.ema`` is set.
+
+    timm's ModelEmaV3 rather than torch's AveragedModel: its decay warm-up is a function of the step
+    passed to ``update(model, step=global_step)``, so the averaged weights are its only state and a
+    resumed run continues it exactly; it averages the buffers too and updates with foreach ops.
+    Under DDP every rank holds the same parameters after each step, so every rank's EMA is the same
+    without any collective.
+    """
+    if config.optim.ema is None:
+        return None
+    return ModelEmaV3(embedder, decay=config.optim.ema, use_warmup=config.optim.ema_warmup)
 
 
 def build_criterion(
@@ -280,11 +348,13 @@ def build_learner(
     *,
     dist: DistInfo,
     steps_per_epoch: int,
+    head_steps: int = 0,
 ) -> Learner:
     """Optimizer, schedule and (under DDP) the wrapped ``module`` for training with ``criterion``.
 
     Under DDP the criterion's state (ArcFace proxies, a learnable beta, a memory queue) is made
-    equal to rank 0's, as DDP does for the module.
+    equal to rank 0's, as DDP does for the module. ``head_steps``: the backbone's groups (named
+    ``backbone*``) start their warm-up and cosine after that many steps (the head-first phase).
     """
     device = dist.device
     criterion = criterion.to(device)
@@ -292,7 +362,7 @@ def build_learner(
     groups = list(param_groups)
     loss_params = [p for p in criterion.parameters() if p.requires_grad]
     if loss_params:
-        groups.append({"params": loss_params, "lr": config.optim.lr, "weight_decay": 0.0})
+        groups.append({"name": "loss", "params": loss_params, "lr": config.optim.lr, "weight_decay": 0.0})
     if not groups:
         if config.train.epochs > 0:
             raise ValueError(
@@ -303,11 +373,8 @@ def build_learner(
         # evaluation only: an optimizer over a placeholder keeps the code uniform
         groups = [{"params": [torch.nn.Parameter(torch.zeros(1))]}]
     optimizer = torch.optim.AdamW(groups, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    model = module
-    if dist.enabled and config.train.epochs > 0:
-        model = torch.nn.parallel.DistributedDataParallel(
-            module, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    model = _ddp(module, dist) if dist.enabled and config.train.epochs > 0 else module
+    starts = [head_steps if str(g.get("name", "")).startswith("backbone") else 0 for g in groups]
     dtype = amp_dtype(config.train.amp, device)
     return Learner(
         model=model,
@@ -319,10 +386,22 @@ def build_learner(
             total_steps=steps_per_epoch * config.train.epochs,
             warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
             min_lr_ratio=config.optim.min_lr_ratio,
+            group_starts=starts,
         ),
         scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
         dist=dist,
         amp_dtype=dtype,
         accumulate=config.optim.accumulate,
         grad_clip=config.optim.grad_clip,
+    )
+
+
+def _ddp(module: torch.nn.Module, dist: DistInfo) -> torch.nn.Module:
+    """``module`` in DDP; as it is when none of its parameters trains (DDP refuses such a module;
+    the head-first phase with an identity head trains only the loss's parameters)."""
+    if not any(p.requires_grad for p in module.parameters()):
+        return module
+    device = dist.device
+    return torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=[device.index] if device.type == "cuda" else None
     )

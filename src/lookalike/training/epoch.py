@@ -63,6 +63,8 @@ def train_epoch(
     for inputs, labels in c.data.epoch(state.epoch, start_batch=state.next_batch):
         state.next_batch += 1
         steps_now = state.next_batch % config.optim.accumulate == 0 or state.next_batch == n_batches
+        if c.head_first is not None:  # the backbone frozen or training, as global_step says
+            c.head_first.apply(state.global_step, learner)
         pending_loss += learner.forward_backward(inputs, labels, sync=steps_now)
         pending_n += 1
         images += len(labels) * world
@@ -73,6 +75,8 @@ def train_epoch(
         if steps_now:
             learner.step()
             state.global_step += 1
+            if c.ema is not None:
+                c.ema.update(c.embedder, step=state.global_step)
             if config.train.checkpoint_every and state.global_step % config.train.checkpoint_every == 0:
                 read_loss()
                 save_last(c, state)

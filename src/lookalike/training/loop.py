@@ -33,7 +33,12 @@ from lookalike.training.epoch import train_epoch
 from lookalike.training.rng import seed_everything
 from lookalike.training.state import TrainState
 from lookalike.training.threshold import calibrate_best
-from lookalike.training.validation import evaluate_baseline, test_best, validate
+from lookalike.training.validation import (
+    evaluate_baseline,
+    test_best,
+    validate,
+    worse_than_baseline_warning,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,6 +61,7 @@ class FitResult:
     images_per_second: float = 0.0
     train_seconds: float = 0.0
     calibration: dict[str, float | int | str] | None = None  # best.pt's match threshold and its figures
+    worse_than_baseline: bool = False  # the last val evaluation is below the epoch-0 baseline
 
 
 def fit(
@@ -112,6 +118,7 @@ def fit(
         result.calibration = calibration
         if dist.is_main:
             _final_table(console, config, result)
+            _warn_if_worse(console, config, result)
         return result
     finally:
         cleanup(dist)
@@ -207,6 +214,23 @@ def _final_table(console: Console, config: TrainingConfig, result: FitResult) ->
         f"trained {result.epochs_done} epochs in {result.train_seconds:.1f} s "
         f"({result.images_per_second:.1f} images/s)"
     )
+
+
+def _warn_if_worse(console: Console, config: TrainingConfig, result: FitResult) -> None:
+    metric = config.eval.metric
+    if result.epochs_done == 0 or metric not in result.baseline or metric not in result.val:
+        return
+    message = worse_than_baseline_warning(
+        metric=metric,
+        baseline=result.baseline[metric],
+        last=result.val[metric],
+        best_epoch=result.best_epoch,
+        best_value=result.best_value,
+        config_path=str(result.run_dir / "config.yaml"),
+    )
+    result.worse_than_baseline = message is not None
+    if message is not None:
+        console.print(message, style="bold yellow", markup=False, highlight=False)
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> TrainingConfig:

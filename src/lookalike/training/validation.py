@@ -17,14 +17,15 @@ if TYPE_CHECKING:
     from lookalike.training.components import Components
     from lookalike.training.state import TrainState
 
-__all__ = ["evaluate", "evaluate_baseline", "test_best", "validate"]
+__all__ = ["evaluate", "evaluate_baseline", "test_best", "validate", "worse_than_baseline_warning"]
 
 
 def evaluate(c: Components, split: str, embedder: Embedder | None = None) -> dict[str, float]:
-    """Retrieval metrics of ``embedder`` (default: the one training) on ``split``'s queries/gallery."""
+    """Retrieval metrics of ``embedder`` (default: the one training, or its EMA with optim.ema) on
+    ``split``'s queries/gallery."""
     queries, gallery = c.val if split == "val" else c.test
     report = evaluate_split(
-        embedder or c.embedder,
+        embedder or c.eval_embedder,
         queries,
         gallery,
         ks=c.config.eval.ks,
@@ -110,3 +111,31 @@ def test_best(c: Components, state: TrainState) -> dict[str, float] | None:
         return metrics
 
     return on_main(on_rank0, c.dist)
+
+
+def worse_than_baseline_warning(
+    *,
+    metric: str,
+    baseline: float,
+    last: float,
+    best_epoch: int | None,
+    best_value: float | None,
+    config_path: str,
+) -> str | None:
+    """The warning for a run whose last val evaluation (``last``) of ``metric`` is below the epoch-0
+    baseline (the untrained or frozen model), naming the kept ``best.pt``; None when it is not below."""
+    if not last < baseline:
+        return None
+    if best_epoch in (None, 0):
+        kept = "Kept checkpoints/best.pt from epoch 0 (the untrained weights)."
+    else:
+        kept = (
+            f"Kept checkpoints/best.pt from epoch {best_epoch} ({metric} {best_value:.3f}), but the last "
+            "evaluation fell below the baseline."
+        )
+    return (
+        f"warning: val {metric} after training ({last:.3f}) is below the epoch-0 baseline ({baseline:.3f}): "
+        f"training made the model worse on val. {kept} Try `lookalike tune --config {config_path} "
+        "--trials 20 --out DIR` to search learning rates, frozen blocks, head phase and loss on this "
+        "split, or lower optim.backbone_lr / set optim.head_epochs / optim.layer_decay."
+    )
