@@ -99,7 +99,14 @@ _WITH_STATE = {  # a seeded miner, a learnable loss parameter and a cross-batch 
 }
 
 
-@pytest.mark.parametrize("extra", [{}, _WITH_STATE], ids=["semihard-triplet", "dw-margin-memory"])
+_RECIPES = {  # the head phase (9 steps) ends between the checkpoint (step 8) and the kill (step 9)
+    "optim": {"lr": 1e-2, "warmup_epochs": 0.5, "head_epochs": 1.5, "layer_decay": 0.7, "ema": 0.9},
+}
+
+
+@pytest.mark.parametrize(
+    "extra", [{}, _WITH_STATE, _RECIPES], ids=["semihard-triplet", "dw-margin-memory", "head-llrd-ema"]
+)
 def test_run_killed_mid_epoch_resumes_from_its_last_checkpoint(image_folder, tmp_path, extra):
     def config():
         raw = _config(image_folder, checkpoint_every=2).model_dump(mode="json")
@@ -121,6 +128,12 @@ def test_run_killed_mid_epoch_resumes_from_its_last_checkpoint(image_folder, tmp
     assert crit_full.keys() == crit_part.keys()
     for key in crit_full:  # learnable beta, memory queue, labels, pointer
         torch.testing.assert_close(crit_full[key], crit_part[key], rtol=0, atol=0, msg=key)
+    if "ema" in extra.get("optim", {}):
+        assert steps_per_epoch == 6, "the head phase must end after the checkpoint the run resumes from"
+        ema_full = torch.load(full / "checkpoints" / "last.pt", weights_only=True)["extra"]["ema"]
+        ema_part = torch.load(part / "checkpoints" / "last.pt", weights_only=True)["extra"]["ema"]
+        for key in ema_full:
+            torch.testing.assert_close(ema_full[key], ema_part[key], rtol=0, atol=0, msg=key)
 
 
 def test_frozen_backbone_with_cached_features_trains_only_the_head(image_folder, tmp_path):

@@ -5,18 +5,25 @@ from __future__ import annotations
 
 import io
 import math
+import os
 
 import pytest
 import torch
+import torch.distributed as tdist
+import torch.multiprocessing as mp
 from rich.console import Console
 
 from lookalike.config import ConfigError, validate_config
 from lookalike.data import resolve_split
-from lookalike.models import load_checkpoint
+from lookalike.losses import create_loss
+from lookalike.models import create_embedder, load_checkpoint
 from lookalike.training import TrainState, build_components, fit, train_epoch, validate
+from lookalike.training.components import build_learner
 from lookalike.training.distributed import DistInfo
+from lookalike.training.head_phase import HeadFirst
 from lookalike.training.schedule import warmup_cosine
 from lookalike.training.validation import worse_than_baseline_warning
+from torchrun_helpers import free_port
 
 
 def _raw(root, *, optim=None, model=None, **train):
@@ -131,6 +138,66 @@ def test_head_phase_freezes_the_backbone_then_restores_its_trainable_set(image_f
         assert lr["head"] == pytest.approx(reference(step, 0, 2 * spe, 1e-2)), step
         assert lr["backbone"] == pytest.approx(reference(step, spe, 2 * spe, 1e-3)), step
     assert lrs[spe - 2]["backbone"] == 0.0 and lrs[spe - 1]["backbone"] > 0.0
+
+
+HEAD_STEPS, STEPS = 2, 4
+
+
+def _head_phase_ddp_worker(rank, world, port, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    tdist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        dist = DistInfo(rank=rank, world_size=world, device=torch.device("cpu"))
+        config = validate_config(
+            {
+                "data": {"root": "unused"},
+                "model": {"backbone": "convnet4", "embed_dim": 4, "image_size": 8},
+                "miner": {"name": None},
+                "loss": {"name": "contrastive"},
+                "optim": {"lr": 0.05, "warmup_epochs": 0, "head_epochs": 0.5},
+                "train": {"epochs": 1, "device": "cpu", "amp": "off"},
+            }
+        )
+        torch.manual_seed(100 + rank)  # each rank starts from different weights: DDP agrees them
+        embedder = create_embedder(
+            config.model.model_copy(update={"backbone_kwargs": {"width": 4, "depth": 2}})
+        )
+        groups = embedder.param_groups(lr=0.05)
+        learner = build_learner(
+            config,
+            embedder,
+            groups,
+            create_loss("contrastive"),
+            None,
+            dist=dist,
+            steps_per_epoch=STEPS,
+            head_steps=HEAD_STEPS,
+        )
+        phase, g = HeadFirst(embedder, HEAD_STEPS), torch.Generator().manual_seed(0)
+        embedder.train()
+        states = []
+        for step in range(STEPS):
+            phase.apply(step, learner)  # the switch rebuilds DDP over the new trainable set
+            x, y = torch.randn(8, 3, 8, 8, generator=g), torch.arange(4).repeat(2)
+            learner.forward_backward(x.chunk(world)[rank], y.chunk(world)[rank])
+            learner.step()
+            states.append({k: v.clone() for k, v in embedder.named_parameters()})
+        torch.save(states, f"{out_dir}/rank{rank}.pt")
+    finally:
+        tdist.destroy_process_group()
+
+
+def test_head_phase_switch_under_ddp_keeps_every_rank_equal(tmp_path):
+    mp.spawn(_head_phase_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    for step in range(STEPS):
+        for key, value in ranks[0][step].items():
+            torch.testing.assert_close(ranks[1][step][key], value, rtol=0, atol=0, msg=f"step {step} {key}")
+    states = ranks[0]
+    backbone = [k for k in states[0] if k.startswith("backbone.")]
+    assert all(torch.equal(states[HEAD_STEPS - 1][k], states[0][k]) for k in backbone)  # frozen
+    assert any(not torch.equal(states[-1][k], states[HEAD_STEPS - 1][k]) for k in backbone)  # then trains
+    assert not torch.equal(states[1]["head.0.weight"], states[0]["head.0.weight"])
 
 
 def test_head_epochs_at_least_epochs_is_a_linear_probe(image_folder, tmp_path):
