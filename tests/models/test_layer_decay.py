@@ -79,6 +79,9 @@ def test_frozen_blocks_are_left_out_and_decay_one_is_no_decay() -> None:
 
 def test_layer_decay_on_a_backbone_without_known_blocks_is_refused() -> None:
     embedder = create_embedder(ModelConfig(backbone="convnet4", image_size=32, embed_dim=8))
-    embedder.backbone.blocks = torch.nn.Identity()  # no block container any more
+    embedder.backbone.features = embedder.backbone.blocks  # the blocks under a name nobody knows
+    del embedder.backbone.blocks
     with pytest.raises(ValueError, match=r"cannot find the blocks of ConvNet4"):
         embedder.param_groups(lr=LR, layer_decay=DECAY)
+    embedder.backbone.requires_grad_(False)  # a frozen backbone has no groups to split: no error
+    assert {g["name"] for g in embedder.param_groups(lr=LR, layer_decay=DECAY)} == {"head", "head_no_decay"}

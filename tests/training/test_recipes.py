@@ -218,8 +218,11 @@ def test_head_phase_with_nothing_to_train_is_refused(image_folder, tmp_path):
     arc = {**raw, "miner": {"name": None}, "loss": {"name": "arcface"}}
     assert _components(arc, tmp_path).head_first is not None
     # with model.freeze=frozen the whole run is a head phase: head_epochs is ignored
-    frozen = _raw(image_folder, optim={"head_epochs": 1}, model={"freeze": "frozen"})
-    assert _components(frozen, tmp_path).head_first is None
+    for cache in (True, False):
+        frozen = _raw(
+            image_folder, optim={"head_epochs": 1}, model={"freeze": "frozen"}, cache_features=cache
+        )
+        assert _components(frozen, tmp_path).head_first is None
 
 
 # ---- EMA ---------------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ class Embedder(nn.Module):
         """
         skip = set(self.backbone.no_weight_decay()) if hasattr(self.backbone, "no_weight_decay") else set()
         depths: dict[str, int] = {}
-        if layer_decay is not None:
+        if layer_decay is not None and self.backbone_trainable:
             depths, _ = block_depths(self.backbone)
         groups: list[dict[str, Any]] = []
         for part, module, part_lr in (

@@ -256,7 +256,9 @@ def build_components(
         miner.seed = shared_seed(dist)
     criterion = build_criterion(config, embedder, len(dataset.classes), miner)
     steps_per_epoch = math.ceil(batches_per_epoch / config.optim.accumulate)
-    head_steps = 0 if cache else round(config.optim.head_epochs * steps_per_epoch)
+    # with model.freeze=frozen the whole run trains only the head: optim.head_epochs is ignored
+    frozen = config.model.freeze == "frozen"
+    head_steps = 0 if frozen else round(config.optim.head_epochs * steps_per_epoch)
     if head_steps > 0:
         _check_head_phase_trains(config, embedder, criterion)
     try:
