@@ -50,6 +50,20 @@ def _snapshot(module):
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("head_epochs", -1), ("layer_decay", 0), ("layer_decay", 1.5), ("ema", 1.0), ("ema", 0)],
+)
+def test_out_of_range_recipe_options_are_refused_by_name(key, value):
+    with pytest.raises(ConfigError, match=rf"optim.{key}: "):
+        validate_config({"data": {"root": "x"}, "optim": {key: value}})
+
+
+def test_the_recipes_are_off_by_default():
+    optim = validate_config({"data": {"root": "x"}}).optim
+    assert (optim.head_epochs, optim.layer_decay, optim.ema) == (0, None, None)
+
+
 # ---- the schedule of each param group ----------------------------------------------------------
 
 

@@ -261,6 +261,11 @@ def build_components(
     head_steps = 0 if frozen else round(config.optim.head_epochs * steps_per_epoch)
     if head_steps > 0:
         _check_head_phase_trains(config, embedder, criterion)
+        if console is not None:
+            console.print(
+                f"head-first phase: the backbone is frozen for the first {head_steps} of "
+                f"{steps_per_epoch * config.train.epochs} optimizer steps (optim.head_epochs)"
+            )
     try:
         groups = embedder.param_groups(
             lr=config.optim.lr,
