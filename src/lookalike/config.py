@@ -328,6 +328,31 @@ class TrainingConfig(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _head_phase_trains(self) -> TrainingConfig:
+        head_trains = self.model.head != "identity" or self.model.neck_bn
+        phase = self.optim.head_epochs > 0 and self.model.freeze != "frozen"
+        if phase and not head_trains and not _loss_has_parameters(self.loss):
+            raise ValueError(
+                f"optim.head_epochs={self.optim.head_epochs} trains only the head and the loss's own "
+                f"parameters first, but model.head={self.model.head!r} and loss.name={self.loss.name!r} "
+                "have none: nothing would train in that phase. Use model.head: linear or mlp, a loss "
+                "with parameters (e.g. arcface), or optim.head_epochs: 0"
+            )
+        return self
+
+
+def _loss_has_parameters(loss: LossConfig) -> bool:
+    """Whether the configured loss has trainable parameters (ArcFace's proxies, a learnable margin)."""
+    import inspect
+
+    from lookalike.losses import create_loss, loss_class
+
+    params = inspect.signature(loss_class(loss.name)).parameters
+    inferred = {k: v for k, v in {"num_classes": 2, "embedding_size": 2}.items() if k in params}
+    module = create_loss(loss.name, **(inferred | loss.kwargs()))
+    return any(p.requires_grad for p in module.parameters())
+
 
 def _parse_value(text: str) -> Any:
     try:

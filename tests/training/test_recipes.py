@@ -227,7 +227,7 @@ def test_head_phase_with_nothing_to_train_is_refused(image_folder, tmp_path):
     with pytest.raises(
         ConfigError, match=r"optim.head_epochs=1.0 .*model.head='identity' and loss.name='triplet'"
     ):
-        _components(raw, tmp_path)
+        validate_config(raw)  # refused with the config, before a run folder is written
     # with a loss that has parameters of its own (ArcFace's proxies) the phase trains those
     arc = {**raw, "miner": {"name": None}, "loss": {"name": "arcface"}}
     assert _components(arc, tmp_path).head_first is not None
