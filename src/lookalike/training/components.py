@@ -311,7 +311,9 @@ def build_ema(config: TrainingConfig, embedder: Embedder) -> ModelEmaV3 | None:
     """
     if config.optim.ema is None:
         return None
-    return ModelEmaV3(embedder, decay=config.optim.ema, use_warmup=config.optim.ema_warmup)
+    ema = ModelEmaV3(embedder, decay=config.optim.ema, use_warmup=config.optim.ema_warmup)
+    ema.module.requires_grad_(False)  # updated under no_grad from the trained weights, never by autograd
+    return ema
 
 
 def build_criterion(
