@@ -10,7 +10,7 @@ from rich.console import Console
 from lookalike.cli.app import app
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @app.command("tune")
