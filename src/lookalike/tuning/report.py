@@ -15,7 +15,7 @@ from rich.table import Table
 
 from lookalike._io import atomic_path, atomic_write_text
 from lookalike.config import config_to_dict, validate_config
-from lookalike.tuning.study import ROLE_BASE, ROLE_FROZEN, ROLE_SAMPLED, TunePlan, trial_role
+from lookalike.tuning.study import DONE_STATES, ROLE_BASE, ROLE_FROZEN, ROLE_SAMPLED, TunePlan, trial_role
 
 __all__ = [
     "TuneSummary",
@@ -58,7 +58,7 @@ def summarize(study: optuna.Study) -> TuneSummary:
         best_role=trial_role(best) if best else None,
         frozen_value=_value(study, 0),
         base_value=_value(study, 1),
-        n_trials=len(study.trials),
+        n_trials=len(study.get_trials(deepcopy=False, states=DONE_STATES)),
     )
 
 
