@@ -119,6 +119,7 @@ def test_a_different_base_config_on_a_tune_folder_is_refused(tuned):
     [
         (["--trials", "0"], "--trials must be >= 1"),
         (["--trials", "2", "--budget-minutes", "0"], "--budget-minutes must be > 0"),
+        (["--trials", "2", "--epochs", "0"], "--epochs must be >= 1"),
         (["--trials", "2", "--metric", "hit_rate@7"], "eval.metric 'hit_rate@7' is not computed"),
     ],
 )

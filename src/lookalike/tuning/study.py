@@ -107,9 +107,15 @@ def prepare_tune(
         raise ConfigError(f"--trials must be >= 1 (trial 0 is the untrained baseline), got {trials}")
     if budget_minutes is not None and budget_minutes <= 0:
         raise ConfigError(f"--budget-minutes must be > 0, got {budget_minutes}")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1 (epochs each trial trains), got {epochs}")
     out = Path(out)
     _refuse_foreign_folder(out)
     base = load_config(config_path, list(overrides))
+    if epochs is None and base.train.epochs < 1:
+        raise ConfigError(
+            f"{config_path} trains 0 epochs (train.epochs: 0), so trials would not train; give --epochs N"
+        )
     trial_base = config_to_dict(base)
     trial_base["data"]["root"] = str((out / TRIALS_SPLIT_FILE).resolve())
     trial_base["train"]["epochs"] = base.train.epochs if epochs is None else epochs
@@ -333,12 +339,15 @@ def run_study(
             )
         )
 
-    study.optimize(
-        make_objective(plan, fit_fn=fit_fn),
-        n_trials=remaining,
-        timeout=None if plan.budget_minutes is None else plan.budget_minutes * 60,
-        catch=(Exception,),
-        callbacks=[after_trial],
-        gc_after_trial=True,
-    )
+    try:
+        study.optimize(
+            make_objective(plan, fit_fn=fit_fn),
+            n_trials=remaining,
+            timeout=None if plan.budget_minutes is None else plan.budget_minutes * 60,
+            catch=(Exception,),
+            callbacks=[after_trial],
+            gc_after_trial=True,
+        )
+    except KeyboardInterrupt:  # optuna has marked the running trial failed; the outputs still get written
+        console.print("interrupted: the running trial counts as failed; rerun the same command to resume")
     return study
