@@ -30,15 +30,17 @@ def _fake_fit(values, calls):
 
 
 def test_a_bad_trial_is_pruned_after_its_first_evaluations(base_config, tmp_path):
-    plan = prepare_tune(base_config, tmp_path / "out", trials=3, epochs=3, metric="map@r")
+    plan = prepare_tune(base_config, tmp_path / "out", trials=4, epochs=3, metric="map@r")
     calls = []
     study = run_study(plan, fit_fn=_fake_fit({"frozen": 0.5, "base": 0.9, "sampled": 0.1}, calls))
     states = [t.state for t in study.trials]
-    assert states == [optuna.trial.TrialState.COMPLETE] * 2 + [optuna.trial.TrialState.PRUNED]
-    # n_warmup_steps=1: the baseline (epoch 0) never prunes; epoch 1 below the median does, so the
-    # pruned trial stopped there, before epochs 2 and 3
-    assert calls[2] == [0]
-    pruned = study.trials[2]
+    # 3 startup trials (0, 1 and the first drawn one) finish; trial 3 is as bad as trial 2 and is
+    # below the median of trials 1 and 2 at epoch 1
+    assert states == [optuna.trial.TrialState.COMPLETE] * 3 + [optuna.trial.TrialState.PRUNED]
+    # n_warmup_steps=1: the baseline (epoch 0) never prunes; epoch 1 does, so the pruned trial
+    # stopped there, before epochs 2 and 3
+    assert calls[2] == [0, 1, 2, 3] and calls[3] == [0]
+    pruned = study.trials[3]
     assert max(pruned.intermediate_values) == 1 and "below the median" in pruned.user_attrs["fail_reason"]
     assert study.best_trial.number == 1
 

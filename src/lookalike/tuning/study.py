@@ -11,7 +11,8 @@ The out folder::
 
 Trial 0 is the base model evaluated without training (``train.epochs: 0``), trial 1 the base config
 as given; later trials draw from the search space (TPE, seeded), are pruned by a median rule after
-their first evaluations, and any config that does not validate is a failed trial with its reason.
+their first evaluations (below the median of the finished trials at the same epoch, from trial 3
+on), and any config that does not validate is a failed trial with its reason.
 The test split is never used: trials see no test rows and do not calibrate (``eval.target_far: null``).
 """
 
@@ -204,7 +205,9 @@ def open_study(plan: TunePlan) -> optuna.Study:
             direction="maximize",
             load_if_exists=True,
             sampler=optuna.samplers.TPESampler(seed=0),  # replaced below, seeded per session
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+            # Trial 0 reports only its baseline (epoch 0), so 3 startup trials give the median two
+            # trained references (trial 1, the base, and the first drawn one) before any pruning.
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
         )
     if FINGERPRINT_ATTR not in study.user_attrs:  # a new study
         study.set_user_attr(FINGERPRINT_ATTR, plan.fingerprint)
