@@ -18,6 +18,10 @@ loss option ``X``; the miner ``none`` means no miner. Rules the sampler applies 
 backbone's own options (``optim.backbone_lr``, ``optim.head_epochs``, ``optim.layer_decay``) are not
 drawn when the backbone is frozen; ``sampler.k`` without ``sampler.p`` keeps the batch (P x K) near
 the base config's, with P at most the number of training classes.
+
+Optuna's parameter names: the dotted keys of ``params``; ``loss``; ``loss[NAME].OPTION`` for a loss's
+options; ``miner[LOSS]`` for the miner drawn with that loss and ``miner[LOSS].MINER.OPTION`` for its
+options (conditional parameters are named by their condition, so TPE models each on its own).
 """
 
 from __future__ import annotations
@@ -375,9 +379,9 @@ def _sample_loss(
     base_loss = dict(base.get("loss") or {"name": "triplet"})
     loss_values = {k: v for k, v in base_loss.items() if k != "name"} if base_loss.get("name") == loss else {}
     for option, value in entry.options.items():
-        loss_values[option] = _option(trial, f"loss.{loss}.{option}", value, loss_values)
+        loss_values[option] = _option(trial, f"loss[{loss}].{option}", value, loss_values)
     raw["loss"] = {"name": loss, **loss_values}
-    miner = trial.suggest_categorical(f"miner.{loss}", list(entry.miners))
+    miner = trial.suggest_categorical(f"miner[{loss}]", list(entry.miners))
     if miner == NO_MINER:
         raw["miner"] = {"name": None}
         return
@@ -386,5 +390,5 @@ def _sample_loss(
         {k: v for k, v in base_miner.items() if k != "name"} if base_miner.get("name") == miner else {}
     )
     for option, value in entry.miners[miner].items():
-        miner_values[option] = _option(trial, f"miner.{loss}.{miner}.{option}", value, loss_values)
+        miner_values[option] = _option(trial, f"miner[{loss}].{miner}.{option}", value, loss_values)
     raw["miner"] = {"name": miner, **miner_values}
