@@ -135,8 +135,10 @@ def prepare_tune(
     n_train = int(frame.loc[frame["split"] == "train", "label"].nunique())
     context = space_context(base, train_classes=n_train, epochs=trial_base["train"]["epochs"])
     space = load_space(space_path) if space_path is not None else default_space(base, context)
+    user_base = config_to_dict(base)
+    user_base["data"]["root"] = str(Path(base.data.root).resolve())  # the same data from any folder
     fingerprint = {
-        "base": config_to_dict(base),
+        "base": user_base,
         "epochs": trial_base["train"]["epochs"],
         "steps_per_epoch": trial_base["train"]["steps_per_epoch"],
         "metric": trial_base["eval"]["metric"],
