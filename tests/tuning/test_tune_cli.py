@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from lookalike.cli import app
 from lookalike.config import validate_config
 from lookalike.data import read_manifest
+from lookalike.tuning import load_space
 
 runner = CliRunner()
 
@@ -34,6 +35,8 @@ def test_three_trials_write_study_best_config_table_and_plots(tuned):
     base, out, output = tuned
     for name in ("study.db", "best.yaml", "trials.csv", "split.csv", "plots/optimization_history.png"):
         assert (out / name).is_file(), name
+    space = load_space(out / "space.yaml")  # the space searched, written as a --space file
+    assert space.params["optim.lr"].log and "triplet" in space.losses
     trials = pd.read_csv(out / "trials.csv")
     assert list(trials["number"]) == [0, 1, 2]
     assert list(trials["role"]) == ["frozen", "base", "sampled"]

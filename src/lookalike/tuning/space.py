@@ -118,7 +118,11 @@ class SearchSpace(BaseModel):
     losses: dict[str, LossSpace] = Field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_defaults=False)
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_yaml(self) -> str:
+        """The space as a ``--space`` file (``tune`` writes the one it searches as ``DIR/space.yaml``)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 def _section_fields(section: str) -> list[str] | None:

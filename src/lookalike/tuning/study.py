@@ -5,6 +5,7 @@ The out folder::
     DIR/study.db          the Optuna study (SQLite); the same command again resumes it
     DIR/split.csv         the base config's split, resolved once (test rows included, for the record)
     DIR/tune_split.csv    what trials train and validate on: split.csv without its test rows
+    DIR/space.yaml        the search space used (the default one, or --space): a --space file to edit
     DIR/trials/NNNN/      one run folder per trial (log.txt: its output); only the best trial keeps
                           checkpoints/best.pt
     DIR/best.yaml, DIR/trials.csv, DIR/plots/*.png   the results (see :mod:`lookalike.tuning.report`)
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from rich.console import Console
 
+from lookalike._io import atomic_write_text
 from lookalike.config import ConfigError, TrainingConfig, config_to_dict, load_config, validate_config
 from lookalike.data import resolve_split, write_manifest
 from lookalike.evaluation import split_frames
@@ -212,6 +214,7 @@ def open_study(plan: TunePlan) -> optuna.Study:
             pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
         )
     if FINGERPRINT_ATTR not in study.user_attrs:  # a new study
+        atomic_write_text(plan.out / "space.yaml", plan.space.to_yaml())
         study.set_user_attr(FINGERPRINT_ATTR, plan.fingerprint)
         study.enqueue_trial({}, user_attrs={"role": ROLE_FROZEN})
         study.enqueue_trial({}, user_attrs={"role": ROLE_BASE})
