@@ -68,8 +68,8 @@ class Dimension(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["float", "int", "categorical"]
-    low: float | None = None
-    high: float | None = None
+    low: int | float | None = None
+    high: int | float | None = None
     log: bool = False
     choices: list[Scalar] | None = None
 
@@ -118,7 +118,7 @@ class SearchSpace(BaseModel):
     losses: dict[str, LossSpace] = Field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        return self.model_dump(mode="json", exclude_defaults=True)
 
     def to_yaml(self) -> str:
         """The space as a ``--space`` file (``tune`` writes the one it searches as ``DIR/space.yaml``)."""
@@ -261,7 +261,7 @@ def _has(dotted: str) -> bool:
 
 
 def _float(low: float, high: float, *, log: bool = False) -> Dimension:
-    return Dimension(type="float", low=low, high=high, log=log)
+    return Dimension(type="float", low=float(f"{low:.4g}"), high=float(f"{high:.4g}"), log=log)
 
 
 def default_space(config: TrainingConfig, context: SpaceContext) -> SearchSpace:
