@@ -27,6 +27,19 @@ def test_load_applies_overrides_and_keeps_miner_loss_options(tmp_path):
     assert cfg.model.backbone == "convnet4" and cfg.model.embed_dim == 32
 
 
+def test_set_replaces_a_whole_section_without_the_old_options(tmp_path):
+    cfg = load_config(
+        _write(tmp_path, BASE), ["loss={name: multi_similarity, alpha: 3}", "miner={name: null}"]
+    )
+    assert cfg.loss.name == "multi_similarity" and cfg.loss.kwargs() == {"alpha": 3}
+    assert cfg.miner.name is None and cfg.miner.kwargs() == {}
+    # with only loss.name changed, the triplet margin would stay and be refused by multi_similarity
+    with pytest.raises(ConfigError, match=r"loss 'multi_similarity' has no option\(s\) margin"):
+        load_config(_write(tmp_path, BASE), ["loss.name=multi_similarity"])
+    with pytest.raises(ConfigError, match=r"a whole section takes a mapping"):
+        load_config(_write(tmp_path, BASE), ["loss=triplet"])
+
+
 def test_unknown_key_fails_and_lists_valid_ones(tmp_path):
     raw = {**BASE, "optim": {"lr": 1e-3, "learning_rate": 2}}
     with pytest.raises(

@@ -303,13 +303,28 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides to a raw config dict (a new dict is returned)."""
+    """Apply ``section.key=value`` overrides to a raw config dict (a new dict is returned).
+
+    ``section={key: value, ...}`` replaces a whole section (``loss={name: multi_similarity}`` switches
+    the loss without keeping the old loss's options)."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     sections = list(TrainingConfig.model_fields)
     for item in overrides:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ConfigError(f"--set expects section.key=value (e.g. optim.lr=1e-3), got {item!r}")
+        target = item.split("=", 1)[0]
+        if "=" not in item or ("." not in target and target not in sections):
+            raise ConfigError(
+                "--set expects section.key=value (e.g. optim.lr=1e-3) or section={key: value, ...}, "
+                f"got {item!r}"
+            )
         dotted, value = item.split("=", 1)
+        if "." not in dotted:
+            mapping = _parse_value(value)
+            if not isinstance(mapping, dict):
+                raise ConfigError(
+                    f"--set {item!r}: a whole section takes a mapping, e.g. {dotted}={{name: ...}}"
+                )
+            out[dotted] = mapping
+            continue
         section, key = dotted.split(".", 1)
         if section not in sections:
             raise ConfigError(

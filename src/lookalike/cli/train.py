@@ -20,7 +20,10 @@ def train(
         None, "--resume", help="Run folder to continue from its last checkpoint."
     ),
     overrides: list[str] = typer.Option(
-        [], "--set", help="Override a config key: section.key=value (repeatable), e.g. --set train.epochs=5."
+        [],
+        "--set",
+        help="Override a config key: section.key=value (repeatable), e.g. --set train.epochs=5; "
+        "section={...} replaces a section, e.g. --set 'loss={name: multi_similarity}'.",
     ),
 ) -> None:
     """Train an embedder as the config says, tracking retrieval metrics on the val split."""
