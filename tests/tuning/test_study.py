@@ -58,7 +58,7 @@ def test_an_invalid_sampled_config_is_a_failed_trial_with_its_reason(base_config
 
 
 def test_fit_on_eval_hook_stops_the_run_cleanly(tmp_path):
-    from conftest import make_tune_data
+    from tune_helpers import make_tune_data
 
     config = validate_config(
         {

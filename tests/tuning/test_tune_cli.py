@@ -21,7 +21,7 @@ def _tune(base, out, *args):
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
-    from conftest import write_base_config
+    from tune_helpers import write_base_config
 
     folder = tmp_path_factory.mktemp("tune")
     base = write_base_config(folder)
