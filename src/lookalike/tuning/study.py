@@ -325,6 +325,12 @@ def run_study(
         f"tuning {plan.metric} on val: {remaining} trial(s) to run ({done} done), trials of "
         f"{plan.trial_base['train']['epochs']} epoch(s) into {plan.out / 'trials'}"
     )
+    every, epochs = plan.trial_base["eval"]["every"], plan.trial_base["train"]["epochs"]
+    if epochs > 1 and every >= epochs:
+        console.print(
+            f"note: trials evaluate val only at their end (eval.every={every}, {epochs} epochs), so "
+            "pruning cannot stop a bad one early; --set eval.every=1 lets it"
+        )
     started = time.monotonic()
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
