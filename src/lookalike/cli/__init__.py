@@ -13,6 +13,7 @@ from lookalike.cli import models as _models  # noqa: F401  (registers backbones)
 from lookalike.cli import search as _search  # noqa: F401  (registers search)
 from lookalike.cli import serve as _serve  # noqa: F401  (registers serve)
 from lookalike.cli import train as _train  # noqa: F401  (registers train)
+from lookalike.cli import tune as _tune  # noqa: F401  (registers tune)
 from lookalike.cli.app import app
 
 __all__ = ["app", "main"]

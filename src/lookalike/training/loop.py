@@ -71,12 +71,17 @@ def fit(
     resume: bool = False,
     console: Console | None = None,
     on_step: Callable[[int], None] | None = None,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Train as ``config`` says, writing the run folder ``run_dir``.
 
     ``resume=True`` continues from ``run_dir/checkpoints/last.pt`` exactly where it stopped
     (mid-epoch included). ``on_step(global_step)`` is called after every optimizer step (tests use
-    it to interrupt a run). Under ``torchrun`` every rank calls this; rank 0 writes the run folder.
+    it to interrupt a run). ``on_eval(epoch, val_metrics)`` is called on rank 0 after each val
+    evaluation, the baseline (epoch 0) included; an exception raised from it (e.g. ``optuna.TrialPruned``
+    when tuning) ends the run there, with the run folder as it stands (single process only: under
+    ``torchrun`` the other ranks would wait). Under ``torchrun`` every rank calls this; rank 0 writes
+    the run folder.
     """
     run_dir = Path(run_dir)
     dist = init_distributed(resolve_device(config.train.device))
@@ -98,7 +103,7 @@ def fit(
                 f"step {state.global_step}"
             )
         else:
-            evaluate_baseline(c, state, console=console)
+            evaluate_baseline(c, state, console=console, on_eval=on_eval)
 
         with _progress(console, dist) as progress:
             while state.epoch < config.train.epochs and not state.stopped_early:
@@ -106,7 +111,7 @@ def fit(
                 if dist.is_main:
                     c.history.log_epoch(record)
                 if state.epoch % config.eval.every == 0 or state.epoch == config.train.epochs:
-                    validate(c, state, epoch=state.epoch, console=console)
+                    validate(c, state, epoch=state.epoch, console=console, on_eval=on_eval)
                 save_last(c, state)
                 barrier(dist)
 

@@ -3,6 +3,7 @@ weights and deciding early stopping), and the test split at the start and with t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -37,8 +38,16 @@ def evaluate(c: Components, split: str, embedder: Embedder | None = None) -> dic
     return report.metrics
 
 
-def validate(c: Components, state: TrainState, *, epoch: int, console: Console) -> dict[str, float]:
-    """Evaluate val (on rank 0), log it, keep ``best.pt``, and decide early stopping.
+def validate(
+    c: Components,
+    state: TrainState,
+    *,
+    epoch: int,
+    console: Console,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, float]:
+    """Evaluate val (on rank 0), log it, keep ``best.pt``, and decide early stopping; then call
+    ``on_eval(epoch, metrics)`` on rank 0 (its exceptions propagate).
 
     Every rank leaves with the same best-so-far fields and ``state.stopped_early``. Returns the
     metrics.
@@ -70,12 +79,20 @@ def validate(c: Components, state: TrainState, *, epoch: int, console: Console) 
     metrics, state.best_value, state.best_epoch, state.stale_evals, state.stopped_early = on_main(
         on_rank0, c.dist
     )
+    if on_eval is not None and c.dist.is_main:
+        on_eval(epoch, metrics)
     return metrics
 
 
-def evaluate_baseline(c: Components, state: TrainState, *, console: Console) -> None:
+def evaluate_baseline(
+    c: Components,
+    state: TrainState,
+    *,
+    console: Console,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
+) -> None:
     """Before training: val (which also writes the first ``best.pt``) and, if the split has one, test."""
-    state.baseline = validate(c, state, epoch=0, console=console)
+    state.baseline = validate(c, state, epoch=0, console=console, on_eval=on_eval)
 
     def test_on_rank0() -> dict[str, float] | None:
         if not len(c.test[0]):
