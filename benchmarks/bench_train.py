@@ -26,6 +26,7 @@ import torch
 
 from lookalike.config import validate_config
 from lookalike.data import ManifestDataset, PKSampler, manifest_from_folder, train_transform
+from lookalike.demo import DEMO_CONFIG
 from lookalike.losses import create_loss
 from lookalike.miners import create_miner
 from lookalike.models import create_embedder
@@ -46,10 +47,12 @@ PRESETS = {
         },
         "sampler": {"p": 8, "k": 4},
     },
-    "demo": {  # the demo's network on the built-in glyphs (made on first use under runs/, no download)
+    "demo": {  # the demo's network and augmentation (DEMO_CONFIG: grayscale Conv-4 @ 32 px, no flips,
+        # crops of 60-100%) on the built-in glyphs (made on first use under runs/, no download)
         "data": {"root": str(REPO / "runs" / "bench-glyphs"), "val": 0.05, "test": 0.05, "num_workers": 0},
-        "model": {"backbone": "convnet4", "embed_dim": 64, "image_size": 32},
-        "sampler": {"p": 32, "k": 4},
+        "model": DEMO_CONFIG["model"],
+        "augment": DEMO_CONFIG["augment"],
+        "sampler": DEMO_CONFIG["sampler"],
     },
     "omniglot": {
         "data": {"root": str(DATA / "omniglot-small"), "val": 0.05, "test": 0.05, "num_workers": 2},
