@@ -9,6 +9,10 @@ cost with no data pipeline and no framework around them.
 Both are measured in steady state: the bare loop after 3 warm-up steps, the pipeline over its
 epochs after the first (the first epoch pays one-off allocations and worker start-up; its figure
 is printed too). The pipeline overhead is 1 - pipeline images/s / bare images/s (target: < 10%).
+The same ratio is also printed in CPU time of this process (images per CPU second, from the end of
+the first step to the end of the last step of every epoch after the first; loader workers' CPU is
+not counted, so use it with ``--workers 0``): on a machine shared with other jobs the wall-clock
+figures swing with the load, CPU time much less, most of all with ``--threads 1``.
 
     .venv/bin/python benchmarks/bench_train.py                    # CUB subset, MobileNetV2 @ 224
     .venv/bin/python benchmarks/bench_train.py --preset omniglot  # Conv-4 @ 32
@@ -17,6 +21,7 @@ is printed too). The pipeline overhead is 1 - pipeline images/s / bare images/s 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import tempfile
 import time
@@ -26,6 +31,7 @@ import torch
 
 from lookalike.config import validate_config
 from lookalike.data import ManifestDataset, PKSampler, manifest_from_folder, train_transform
+from lookalike.demo import DEMO_CONFIG
 from lookalike.losses import create_loss
 from lookalike.miners import create_miner
 from lookalike.models import create_embedder
@@ -46,10 +52,12 @@ PRESETS = {
         },
         "sampler": {"p": 8, "k": 4},
     },
-    "demo": {  # the demo's network on the built-in glyphs (made on first use under runs/, no download)
+    "demo": {  # the demo's network and augmentation (DEMO_CONFIG: grayscale Conv-4 @ 32 px, no flips,
+        # crops of 60-100%) on the built-in glyphs (made on first use under runs/, no download)
         "data": {"root": str(REPO / "runs" / "bench-glyphs"), "val": 0.05, "test": 0.05, "num_workers": 0},
-        "model": {"backbone": "convnet4", "embed_dim": 64, "image_size": 32},
-        "sampler": {"p": 32, "k": 4},
+        "model": DEMO_CONFIG["model"],
+        "augment": DEMO_CONFIG["augment"],
+        "sampler": DEMO_CONFIG["sampler"],
     },
     "omniglot": {
         "data": {"root": str(DATA / "omniglot-small"), "val": 0.05, "test": 0.05, "num_workers": 2},
@@ -59,9 +67,10 @@ PRESETS = {
 }
 
 
-def bare_loop(cfg, steps: int) -> float:
-    """images/s of forward + backward + step of the same embedder on one real PK batch held in
-    memory (decoded and augmented once), with the same miner and loss as the pipeline."""
+def bare_loop(cfg, steps: int) -> tuple[float, float]:
+    """(images/s, images per CPU second) of forward + backward + step of the same embedder on one
+    real PK batch held in memory (decoded and augmented once), with the same miner and loss as the
+    pipeline."""
     torch.manual_seed(0)
     model = create_embedder(cfg.model)
     model.train()
@@ -76,12 +85,13 @@ def bare_loop(cfg, steps: int) -> float:
     opt = torch.optim.AdamW(model.param_groups(lr=1e-4, backbone_lr=None, weight_decay=1e-4))
     for step in range(steps + 3):
         if step == 3:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
         emb = model(images)
         loss_fn(emb, labels, miner(emb, labels)).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-    return steps * len(batch_ids) / (time.perf_counter() - start)
+    images = steps * len(batch_ids)
+    return images / (time.perf_counter() - start), images / (time.process_time() - cpu)
 
 
 def main() -> None:
@@ -117,14 +127,19 @@ def main() -> None:
     cfg = validate_config(raw)
     if not Path(cfg.data.root).exists():
         raise SystemExit(f"data not found: {cfg.data.root} (the benchmark reads ../shared/data)")
+    cpu_at: dict[int, float] = {}  # optimizer step -> CPU time of this process after it
     with tempfile.TemporaryDirectory() as tmp:
-        fit(cfg, Path(tmp) / "run")
+        fit(cfg, Path(tmp) / "run", on_step=lambda step: cpu_at.__setitem__(step, time.process_time()))
         log = [json.loads(line) for line in (Path(tmp) / "run" / "train_log.jsonl").read_text().splitlines()]
     # the bare loop runs second, in the same process, so it too finds allocators and kernels warm
-    bare = bare_loop(cfg, args.steps)
+    bare, bare_cpu = bare_loop(cfg, args.steps)
     first = log[0]["epoch_images"] / log[0]["epoch_seconds"]
     pipe = sum(r["epoch_images"] for r in log[1:]) / sum(r["epoch_seconds"] for r in log[1:])
     batch = cfg.sampler.p * cfg.sampler.k
+    # CPU of steps 2.. of each later epoch (from the end of its first step to the end of its last)
+    ends = [r["step"] for r in log]
+    cpu_steps = [(cpu_at[b] - cpu_at[a + 1], b - a - 1) for a, b in itertools.pairwise(ends)]
+    pipe_cpu = sum(n for _, n in cpu_steps) * batch / sum(t for t, _ in cpu_steps)
     print(
         f"\npreset {args.preset}: backbone {cfg.model.backbone} @ {cfg.model.image_size}px, batch {batch}, "
         f"{torch.get_num_threads()} threads, {cfg.data.num_workers} loader workers"
@@ -134,6 +149,11 @@ def main() -> None:
     print(f"{'lookalike fit, first epoch':<34}{first:>10.1f}")
     print(f"{'lookalike fit (full pipeline)':<34}{pipe:>10.1f}")
     print(f"pipeline overhead: {100 * (1 - pipe / bare):.1f}% (target < 10%)")
+    print(
+        f"in CPU time of this process: bare {bare_cpu:.1f}, fit {pipe_cpu:.1f} images per CPU second, "
+        f"overhead {100 * (1 - pipe_cpu / bare_cpu):.1f}%"
+        + (f" (+ {cfg.data.num_workers} loader workers' CPU, not counted)" if cfg.data.num_workers else "")
+    )
 
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ class DataConfig(_Strict):
     cache_images: bool = Field(
         True,
         description="Decode the training images once and keep them in memory when they fit in "
-        "cache_images_mb (else read from disk every epoch, with the reason logged).",
+        "cache_images_mb (else read from disk every epoch, with the reason logged). Cached images are "
+        "augmented a batch at a time when the augment section allows it (bilinear interpolation, no "
+        "rotation or colour jitter).",
     )
     cache_images_mb: int = Field(1024, ge=1, description="Memory budget of cache_images, in MB.")
     eval_batch_size: int = Field(

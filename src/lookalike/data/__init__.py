@@ -1,6 +1,7 @@
 """Data: manifests, benchmark importers, validation, class-disjoint splits, the image Dataset,
 train/eval transforms and the PK batch sampler."""
 
+from lookalike.data.batch_augment import BatchTrainTransform, batchable
 from lookalike.data.dataset import ImageDecodeError, ManifestDataset, load_rgb, to_rgb
 from lookalike.data.importers import (
     FORMATS,
@@ -56,12 +57,14 @@ __all__ = [
     "ROLE_TRAIN",
     "SPLITS",
     "SPLIT_FILE",
+    "BatchTrainTransform",
     "ImageDecodeError",
     "ManifestDataset",
     "ManifestError",
     "ManifestProblem",
     "PKSampler",
     "SplitResult",
+    "batchable",
     "check_values",
     "detect_format",
     "drop_problems",

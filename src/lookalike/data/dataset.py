@@ -114,6 +114,18 @@ class ManifestDataset(Dataset):
         """True when the decoded images are held in memory."""
         return self._pixels is not None
 
+    def cached_tensors(self, mode: str = "RGB") -> list[torch.Tensor]:
+        """The cached images as uint8 tensors (C, H, W), in PIL ``mode`` ``"RGB"`` (C = 3, views of the
+        cache) or ``"L"`` (C = 1, new tensors, converted as ``Grayscale`` converts the RGB image the
+        transform gets). For batched augmentation (:class:`~lookalike.data.BatchTrainTransform`)."""
+        if self._pixels is None:
+            raise RuntimeError("ManifestDataset.cached_tensors: the images are not cached (see `cached`)")
+        if mode == "RGB":
+            return [torch.from_numpy(p).permute(2, 0, 1) for p in self._pixels]
+        if mode == "L":
+            return [torch.from_numpy(np.array(Image.fromarray(p).convert("L")))[None] for p in self._pixels]
+        raise ValueError(f"ManifestDataset.cached_tensors: mode={mode!r}; expected 'RGB' or 'L'")
+
     def _decode_all(self, budget: int) -> list[np.ndarray] | None:
         start = time.perf_counter()
         need = 0
@@ -129,7 +141,7 @@ class ManifestDataset(Dataset):
                         budget / 2**20,
                     )
                     return None
-            pixels = [np.asarray(load_rgb(path)) for path in self.paths]
+            pixels = [np.array(load_rgb(path)) for path in self.paths]  # writable: shared as tensors
         except Exception as exc:  # an unreadable file is reported by __getitem__ with its row
             _log.warning("data.cache_images: not caching, an image cannot be read (%s)", exc)
             return None

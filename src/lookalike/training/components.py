@@ -15,7 +15,7 @@ from rich.console import Console
 from timm.utils import ModelEmaV3
 
 from lookalike.config import ConfigError, TrainingConfig
-from lookalike.data import ManifestDataset, PKSampler, train_transform
+from lookalike.data import BatchTrainTransform, ManifestDataset, PKSampler, batchable, train_transform
 from lookalike.distances import BaseDistance, create_distance
 from lookalike.embed import embed_frame
 from lookalike.evaluation import split_frames
@@ -209,9 +209,10 @@ def build_components(
     embedder = (checkpoint.embedder if checkpoint is not None else create_embedder(config.model)).to(device)
     prep = embedder.preprocessing
     train_frame = frame[frame["split"] == "train"].reset_index(drop=True)
+    augment = config.augment.model_dump()
     dataset = ManifestDataset(
         train_frame,
-        transform=train_transform(prep, **config.augment.model_dump()),
+        transform=train_transform(prep, **augment),
         cache_bytes=config.data.cache_images_mb * 2**20 if config.data.cache_images else 0,
     )
     sampler = PKSampler(
@@ -249,6 +250,10 @@ def build_components(
         device=device,
         num_workers=config.data.num_workers,
         cache_features=cache_features if cache else None,
+        # images in memory and augmentations with a batched form: augmented a batch at a time
+        batch_transform=BatchTrainTransform(prep, **augment)
+        if dataset.cached and batchable(prep, **augment)
+        else None,
     )
     miner = create_miner(config.miner.name, **config.miner.kwargs()) if config.miner.name else None
     if dist.enabled and miner is not None and getattr(miner, "seed", 0) is None:
