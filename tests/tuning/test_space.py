@@ -60,3 +60,19 @@ def test_pretrained_backbone_space_bounds_frozen_blocks_and_draws_valid_configs(
         assert (cfg.model.last_n_blocks > 0) == (cfg.model.freeze == "last_n_blocks")
         if cfg.model.freeze == "frozen":  # the backbone's own rate is not drawn for a frozen backbone
             assert cfg.optim.backbone_lr == config.optim.backbone_lr
+
+
+def test_identity_head_space_draws_only_configs_that_train(base_config, tmp_path):
+    # CUB's shipped recipe: pretrained backbone, identity head, a loss without parameters; a head
+    # phase or a frozen backbone would leave nothing to train (every such draw used to fail)
+    weights = tmp_path / "convnet4.pt"
+    torch.save(create_timm_backbone("convnet4").state_dict(), weights)
+    raw = yaml.safe_load(base_config.read_text())
+    raw["model"].update(weights=str(weights), head="identity", embed_dim=None)
+    config = validate_config(raw)
+    context = space_context(config, train_classes=5, epochs=2)
+    space = default_space(config, context)
+    assert "frozen" not in space.params["model.freeze"].choices
+    assert "optim.head_epochs" not in space.params
+    drawn = _draw(config, space, context)  # validate_config raises on any draw that cannot train
+    assert {c.model.freeze for c in drawn} == {"full", "last_n_blocks"}

@@ -283,11 +283,18 @@ def default_space(config: TrainingConfig, context: SpaceContext) -> SearchSpace:
     if context.pretrained:
         blr = optim.backbone_lr or optim.lr
         params["optim.backbone_lr"] = _float(blr / 100, blr * 3, log=True)
-        modes = ["full", "frozen", *(["last_n_blocks"] if context.n_blocks >= 2 else [])]
+        # an identity head (no neck) has nothing to train on its own: a frozen backbone would train
+        # nothing (that is trial 0 already) and a head-first phase would have nothing to fit
+        trainable_head = config.model.head != "identity" or config.model.neck_bn
+        modes = [
+            "full",
+            *(["frozen"] if trainable_head else []),
+            *(["last_n_blocks"] if context.n_blocks >= 2 else []),
+        ]
         params["model.freeze"] = Dimension(type="categorical", choices=modes)
         if context.n_blocks >= 2:
             params["model.last_n_blocks"] = Dimension(type="int", low=1, high=context.n_blocks)
-        if _has("optim.head_epochs") and context.epochs >= 1:
+        if _has("optim.head_epochs") and context.epochs >= 1 and trainable_head:
             params["optim.head_epochs"] = _float(0.0, max(context.epochs / 2, 0.5))
         if _has("optim.layer_decay"):
             params["optim.layer_decay"] = Dimension(type="categorical", choices=[None, 0.65, 0.75, 0.85])
