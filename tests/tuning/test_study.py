@@ -45,6 +45,22 @@ def test_a_bad_trial_is_pruned_after_its_first_evaluations(base_config, tmp_path
     assert study.best_trial.number == 1
 
 
+def test_a_trial_is_scored_by_its_trained_weights_not_the_baseline_it_kept(base_config, tmp_path):
+    # training makes every trained trial worse than the untrained model: fit keeps the epoch-0
+    # weights (best_value = the baseline), but the trial's value is what training reached, so the
+    # untrained trial 0 wins and best.yaml says not to train
+    def fit_fn(config, run_dir, *, console, on_eval):
+        on_eval(0, {config.eval.metric: 0.5})
+        for epoch in range(1, config.train.epochs + 1):
+            on_eval(epoch, {config.eval.metric: 0.3 + 0.01 * epoch})
+        return FitResult(run_dir=run_dir, epochs_done=config.train.epochs, best_epoch=0, best_value=0.5)
+
+    plan = prepare_tune(base_config, tmp_path / "out", trials=2, epochs=3, metric="map@r")
+    study = run_study(plan, fit_fn=fit_fn)
+    assert [t.value for t in study.trials] == [pytest.approx(0.5), pytest.approx(0.33)]
+    assert study.best_trial.number == 0
+
+
 def test_an_invalid_sampled_config_is_a_failed_trial_with_its_reason(base_config, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(json.dumps({"params": {"sampler.k": {"type": "categorical", "choices": [1]}}}))

@@ -249,8 +249,11 @@ def trial_config(plan: TunePlan, trial: optuna.Trial) -> TrainingConfig:
 def make_objective(
     plan: TunePlan, *, fit_fn: Callable[..., Any] | None = None
 ) -> Callable[[optuna.Trial], float]:
-    """The objective: train trial's config into ``DIR/trials/NNNN`` and return its best val metric,
-    reporting each val evaluation to the pruner. A failure records its reason as ``fail_reason``."""
+    """The objective: train trial's config into ``DIR/trials/NNNN`` and return its best val metric
+    after training (epochs >= 1: the epoch-0 baseline is trial 0's value, and counting it would give
+    every trial that only made the model worse the frozen value, hiding how bad it was from the
+    sampler), reporting each val evaluation to the pruner. A failure records its reason as
+    ``fail_reason``."""
     if fit_fn is None:
         from lookalike.training import fit as fit_fn
 
@@ -265,7 +268,11 @@ def make_objective(
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
 
+        trained: list[float] = []  # val after training steps (not the epoch-0 baseline)
+
         def on_eval(epoch: int, metrics: dict[str, float]) -> None:
+            if epoch >= 1:
+                trained.append(metrics[plan.metric])
             trial.report(metrics[plan.metric], epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(
@@ -286,6 +293,8 @@ def make_objective(
         trial.set_user_attr("best_epoch", result.best_epoch)
         if result.best_value is None:
             raise RuntimeError(f"trial {trial.number} finished without a val evaluation")
+        if trained:  # a trial that trained is judged by its trained weights
+            return max(trained)
         return float(result.best_value)
 
     return objective
