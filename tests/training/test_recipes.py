@@ -124,14 +124,20 @@ def test_head_phase_freezes_the_backbone_then_restores_its_trainable_set(image_f
             assert blocks[3].bn.training and not blocks[0].bn.training  # frozen BatchNorms stay in eval
 
     state = TrainState()
-    train_epoch(c, state, on_step=during_step)
+    record = train_epoch(c, state, on_step=during_step)
     assert state.global_step == spe
+    # the epoch's log carries the head's lr and the backbone's (both as the next step will use them:
+    # the backbone's warm-up starts right at the switch), not whichever group comes first
+    assert record["lr"] == pytest.approx(lrs[-1]["head"]) and record["lr"] > 0
+    assert record["backbone_lr"] == pytest.approx(lrs[-1]["backbone"]) and record["backbone_lr"] > 0
+    assert [s["backbone"] for s in lrs[: spe - 1]] == [0.0] * (spe - 1)
     after_probe = _snapshot(c.embedder.backbone)
     for key, value in backbone.items():  # weights and BatchNorm running statistics untouched
         torch.testing.assert_close(after_probe[key], value, rtol=0, atol=0, msg=key)
     assert any(not torch.equal(head[k], v) for k, v in c.embedder.head.state_dict().items())
-    train_epoch(c, state, on_step=during_step)
+    record = train_epoch(c, state, on_step=during_step)
     assert seen == list(range(1, 2 * spe + 1))
+    assert record["backbone_lr"] == pytest.approx(lrs[-1]["backbone"]) and record["backbone_lr"] > 0
     trained = c.embedder.backbone.state_dict()
     for key, value in backbone.items():  # blocks 0 and 1 stay frozen (model.freeze), 2 and 3 trained
         if key.startswith(("blocks.0.", "blocks.1.")):

@@ -93,7 +93,7 @@ def train_epoch(
     record = {
         "epoch": state.epoch + 1,
         "loss": state.epoch_loss,
-        "lr": learner.optimizer.param_groups[0]["lr"],
+        **_learning_rates(learner.optimizer),
         "step": state.global_step,
         "images_per_second": state.images_per_second,
         "epoch_images": images,  # of this call: a resumed epoch counts from where it resumed
@@ -102,3 +102,16 @@ def train_epoch(
     state.epoch, state.next_batch = state.epoch + 1, 0
     state.epoch_loss_sum, state.epoch_loss_n = 0.0, 0
     return record
+
+
+def _learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The epoch-end learning rates for the log: ``lr``, the largest of the head's and the loss's
+    groups (what ``optim.lr`` drives; all groups' when the backbone is all there is), and
+    ``backbone_lr``, the largest of the backbone's groups (the top block's under layer decay, 0
+    during a head-first phase) when the backbone trains at all."""
+    backbone = [g["lr"] for g in optimizer.param_groups if str(g.get("name", "")).startswith("backbone")]
+    others = [g["lr"] for g in optimizer.param_groups if not str(g.get("name", "")).startswith("backbone")]
+    rates = {"lr": max(others or backbone)}
+    if backbone:
+        rates["backbone_lr"] = max(backbone)
+    return rates
