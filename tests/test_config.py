@@ -126,3 +126,16 @@ def test_unknown_distance_name_lists_the_valid_ones(tmp_path):
         load_config(_write(tmp_path, BASE), ["loss.distance=cosin"])
     with pytest.raises(ConfigError, match=rf"miner.distance 3 is not a known distance; valid names: {valid}"):
         load_config(_write(tmp_path, BASE), ["miner.distance=3"])
+
+
+def test_the_default_recipe_is_multi_similarity_without_a_miner():
+    """Chosen by measurement (BENCHMARKS.md, issue 12): it beat triplet + semi-hard on the test split
+    of omniglot-small, the CUB subset and emoji-styles. A config that names no loss or miner trains it."""
+    from lookalike.losses import MultiSimilarityLoss, create_loss
+
+    cfg = validate_config({"data": {"root": "images"}})
+    assert cfg.loss.name == "multi_similarity" and cfg.loss.kwargs() == {}
+    assert cfg.miner.name is None
+    assert isinstance(create_loss(cfg.loss.name, **cfg.loss.kwargs()), MultiSimilarityLoss)
+    # naming a loss alone does not bring back the old miner: triplet then sees every valid triplet
+    assert validate_config({"data": {"root": "images"}, "loss": {"name": "triplet"}}).miner.name is None

@@ -177,7 +177,11 @@ def _check_kwargs(section: str, name: str, factory: Any, kwargs: dict[str, Any])
 
 
 class MinerConfig(_NamedWithKwargs):
-    name: str | None = Field("semihard", description="A miner from lookalike.miners.list_miners(), or null.")
+    name: str | None = Field(
+        None,
+        description="A miner from lookalike.miners.list_miners(), or null (the default: the default loss, "
+        "multi-similarity, weighs every pair itself; pair triplet/contrastive/margin with a miner).",
+    )
 
     @model_validator(mode="after")
     def _known(self) -> MinerConfig:
@@ -190,7 +194,11 @@ class MinerConfig(_NamedWithKwargs):
 
 
 class LossConfig(_NamedWithKwargs):
-    name: str = Field("triplet", description="A loss from lookalike.losses.list_losses().")
+    name: str = Field(
+        "multi_similarity",
+        description="A loss from lookalike.losses.list_losses(); the default, multi-similarity with no "
+        "miner, beat triplet + semi-hard on all three benchmark sets (BENCHMARKS.md, issue 12).",
+    )
 
     @model_validator(mode="after")
     def _known(self) -> LossConfig:

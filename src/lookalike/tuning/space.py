@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lookalike.config import ConfigError, TrainingConfig
+from lookalike.config import ConfigError, LossConfig, TrainingConfig
 
 if TYPE_CHECKING:
     import optuna
@@ -387,7 +387,7 @@ def _sample_loss(
 ) -> None:
     loss = trial.suggest_categorical("loss", list(space.losses))
     entry = space.losses[loss]
-    base_loss = dict(base.get("loss") or {"name": "triplet"})
+    base_loss = dict(base.get("loss") or {"name": LossConfig.model_fields["name"].default})
     loss_values = {k: v for k, v in base_loss.items() if k != "name"} if base_loss.get("name") == loss else {}
     for option, value in entry.options.items():
         loss_values[option] = _option(trial, f"loss[{loss}].{option}", value, loss_values)
