@@ -90,6 +90,8 @@ def test_report_is_self_contained_and_shows_the_figures(demo) -> None:
     sources = re.findall(r'src="([^"]+)"', html)
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)  # nothing external
     assert "training curves" in html
+    # the recipe as words, not a Python repr: the demo trains the default loss with no miner
+    assert "no miner (the loss weighs every pair) / multi_similarity" in html and "None /" not in html
     # the ROC curve of the test searches, or (a tiny model whose searches are all right or all wrong) why not
     roc = re.search(r'alt="ROC curve"', html)
     note = re.search(

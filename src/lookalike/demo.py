@@ -442,7 +442,10 @@ def _write_report(
             "model",
             f"{config.model.backbone} → {config.model.embed_dim}-d embedding, {config.model.image_size} px",
         ),
-        ("miner / loss", f"{config.miner.name} / {config.loss.name}"),
+        (
+            "miner / loss",
+            f"{config.miner.name or 'no miner (the loss weighs every pair)'} / {config.loss.name}",
+        ),
         (
             "training",
             f"{result.epochs_done} epochs, {result.train_seconds:.0f} s "
