@@ -83,6 +83,11 @@ class DemoResult:
     n_known: int
     n_unknown: int
     stages: list[tuple[str, float]] = field(default_factory=list)
+    #: the calibrated threshold on the test searches: accepted impostors / impostors (queries of
+    #: left-out classes, and known ones whose nearest item is another class), and accepted genuine /
+    #: genuine; nan where there is none of a kind
+    test_far: float = float("nan")
+    test_tar: float = float("nan")
 
 
 def demo_config(root: str | Path, overrides: Sequence[str] = ()) -> TrainingConfig:
@@ -222,7 +227,9 @@ def run_demo(
         raise ValueError("the split has no test queries: use more classes (data.test > 0)")
 
     stages.start("calibrate", "the match threshold on the val split (unseen classes, open set)")
-    calibration, checkpoint = _calibrate(run_dir, target_far=target_far, console=console)
+    calibration, checkpoint = _calibrate(
+        run_dir, target_far=target_far, open_set_share=left_out, console=console
+    )
 
     stages.start("index", "a gallery of the test split, some of its classes left out")
     split = pd.read_csv(run_dir / "split.csv")
@@ -249,6 +256,11 @@ def run_demo(
     console.print(
         f"known characters: {known_correct:.1%} matched correctly ({len(known)} queries); "
         f"left-out characters: {unknown_rejected:.1%} answered no match ({len(unknown)} queries)"
+    )
+    test_far, test_tar, n_impostor, n_genuine = _rates_on_test(cases, calibration["threshold"]["value"])
+    console.print(
+        f"the threshold on test: FAR {test_far:.3f} of {n_impostor} impostor searches (target "
+        f"{target_far}), TAR {test_tar:.3f} of {n_genuine} genuine ones"
     )
 
     stages.start("report", "report.html")
@@ -291,11 +303,19 @@ def run_demo(
         n_known=len(known),
         n_unknown=len(unknown),
         stages=stages.times,
+        test_far=test_far,
+        test_tar=test_tar,
     )
 
 
-def _calibrate(run_dir: Path, *, target_far: float, console: Console) -> tuple[dict[str, Any], Path]:
-    """Calibrate the best checkpoint on the val split; returns the figures and the calibrated copy."""
+def _calibrate(
+    run_dir: Path, *, target_far: float, open_set_share: float, console: Console
+) -> tuple[dict[str, Any], Path]:
+    """Calibrate the best checkpoint on the val split; returns the figures and the calibrated copy.
+
+    ``open_set_share``: the share of val classes playing unknown objects, the same as the test
+    gallery leaves out, so that the impostors the threshold is set on come in the mix the test
+    searches meet (known classes whose nearest item is another class are the harder impostors)."""
     from lookalike.calibration import calibrate_split, store_calibration
     from lookalike.data import read_manifest
     from lookalike.models.inference import load_inference_model
@@ -303,7 +323,9 @@ def _calibrate(run_dir: Path, *, target_far: float, console: Console) -> tuple[d
     best = run_dir / "checkpoints" / "best.pt"
     model = load_inference_model(checkpoint=best)
     frame = read_manifest(run_dir / "split.csv")
-    calibration = calibrate_split(model, frame, split="val", target_far=target_far)
+    calibration = calibrate_split(
+        model, frame, split="val", target_far=target_far, open_set_share=open_set_share
+    )
     out = run_dir / "checkpoints" / "calibrated.pt"
     store_calibration(best, calibration, out=out)
     figures = calibration.to_dict()
@@ -414,9 +436,7 @@ def _write_report(
     )
     if genuine.any() and (~genuine).any():
         curve = roc_curve(values, genuine)
-        accepted = values <= threshold
-        far = float(accepted[~genuine].mean())
-        tar = float(accepted[genuine].mean())
+        far, tar, _, _ = _rates_on_test(cases, threshold)
         roc_png = roc_figure(
             curve.far,
             curve.tar,
@@ -513,6 +533,19 @@ def _short_names(split: pd.DataFrame) -> dict[str, str]:
         return {}
     first = split.drop_duplicates("label")
     return {str(r.label): f"{r.char} {r.label}" for r in first.itertuples()}
+
+
+def _rates_on_test(cases: list, threshold: float) -> tuple[float, float, int, int]:
+    """(FAR, TAR, impostors, genuine) of ``threshold`` on the test searches, with calibration's
+    definitions: a search is genuine when the query's class is known and its nearest item is of that
+    class, an impostor otherwise (a left-out class, or a known one whose nearest item is another)."""
+    searched = [c for c in cases if c.distance is not None]
+    distances = np.array([c.distance for c in searched], dtype=float)
+    genuine = np.array([c.known and _nearest_correct(c) for c in searched], dtype=bool)
+    accepted = distances <= threshold
+    far = float(accepted[~genuine].mean()) if (~genuine).any() else float("nan")
+    tar = float(accepted[genuine].mean()) if genuine.any() else float("nan")
+    return far, tar, int((~genuine).sum()), int(genuine.sum())
 
 
 def _nearest_correct(case) -> bool:

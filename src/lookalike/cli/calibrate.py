@@ -51,7 +51,9 @@ def calibrate(
     open_set_share: float = typer.Option(
         0.5,
         "--open-set-share",
-        help="Share of the split's classes left out of the gallery (their queries are unknown objects).",
+        help="Share of the split's classes left out of the gallery (their queries are unknown objects). "
+        "Set it to the share of queries you expect to show objects nobody enrolled: the FAR holds for that "
+        "mix, and known objects whose nearest item is another one are the harder impostors.",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the open-set class draw."),
     queries: str = typer.Option(
