@@ -426,12 +426,10 @@ def _write_report(
         history.epochs(), evals, metrics=["hit_rate@1", "hit_rate@10", "recall@10", "map@r"]
     )
     threshold = calibration["threshold"]["value"]
-    searched = [c for c in cases if c.distance is not None]
-    values = np.array([c.distance for c in searched])
-    genuine = np.array([c.known and _nearest_correct(c) for c in searched])
+    values, genuine = _test_comparisons(cases)
     roc_png = None
     roc_note = (
-        f"No ROC curve: of the {len(searched)} test searches, {int(genuine.sum())} found their class "
+        f"No ROC curve: of the {len(values)} test searches, {int(genuine.sum())} found their class "
         f"first and {int((~genuine).sum())} did not; the curve needs both kinds."
     )
     if genuine.any() and (~genuine).any():
@@ -539,13 +537,19 @@ def _rates_on_test(cases: list, threshold: float) -> tuple[float, float, int, in
     """(FAR, TAR, impostors, genuine) of ``threshold`` on the test searches, with calibration's
     definitions: a search is genuine when the query's class is known and its nearest item is of that
     class, an impostor otherwise (a left-out class, or a known one whose nearest item is another)."""
-    searched = [c for c in cases if c.distance is not None]
-    distances = np.array([c.distance for c in searched], dtype=float)
-    genuine = np.array([c.known and _nearest_correct(c) for c in searched], dtype=bool)
+    distances, genuine = _test_comparisons(cases)
     accepted = distances <= threshold
     far = float(accepted[~genuine].mean()) if (~genuine).any() else float("nan")
     tar = float(accepted[genuine].mean()) if genuine.any() else float("nan")
     return far, tar, int((~genuine).sum()), int(genuine.sum())
+
+
+def _test_comparisons(cases: list) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest distance of every test search that found an item, and whether it is genuine."""
+    searched = [c for c in cases if c.distance is not None]
+    distances = np.array([c.distance for c in searched], dtype=float)
+    genuine = np.array([c.known and _nearest_correct(c) for c in searched], dtype=bool)
+    return distances, genuine
 
 
 def _nearest_correct(case) -> bool:
