@@ -257,7 +257,9 @@ def run_demo(
         f"known characters: {known_correct:.1%} matched correctly ({len(known)} queries); "
         f"left-out characters: {unknown_rejected:.1%} answered no match ({len(unknown)} queries)"
     )
-    test_far, test_tar, n_impostor, n_genuine = _rates_on_test(cases, calibration["threshold"]["value"])
+    test_far, test_tar, n_impostor, n_genuine = _rates_on_test(
+        *_test_comparisons(cases), calibration["threshold"]["value"]
+    )
     console.print(
         f"the threshold on test: FAR {test_far:.3f} of {n_impostor} impostor searches (target "
         f"{target_far}), TAR {test_tar:.3f} of {n_genuine} genuine ones"
@@ -434,7 +436,7 @@ def _write_report(
     )
     if genuine.any() and (~genuine).any():
         curve = roc_curve(values, genuine)
-        far, tar, _, _ = _rates_on_test(cases, threshold)
+        far, tar, _, _ = _rates_on_test(values, genuine, threshold)
         roc_png = roc_figure(
             curve.far,
             curve.tar,
@@ -533,11 +535,13 @@ def _short_names(split: pd.DataFrame) -> dict[str, str]:
     return {str(r.label): f"{r.char} {r.label}" for r in first.itertuples()}
 
 
-def _rates_on_test(cases: list, threshold: float) -> tuple[float, float, int, int]:
-    """(FAR, TAR, impostors, genuine) of ``threshold`` on the test searches, with calibration's
-    definitions: a search is genuine when the query's class is known and its nearest item is of that
-    class, an impostor otherwise (a left-out class, or a known one whose nearest item is another)."""
-    distances, genuine = _test_comparisons(cases)
+def _rates_on_test(
+    distances: np.ndarray, genuine: np.ndarray, threshold: float
+) -> tuple[float, float, int, int]:
+    """(FAR, TAR, impostors, genuine) of ``threshold`` on the test searches (from
+    :func:`_test_comparisons`), with calibration's definitions: a search is genuine when the query's
+    class is known and its nearest item is of that class, an impostor otherwise (a left-out class, or
+    a known one whose nearest item is another)."""
     accepted = distances <= threshold
     far = float(accepted[~genuine].mean()) if (~genuine).any() else float("nan")
     tar = float(accepted[genuine].mean()) if genuine.any() else float("nan")
