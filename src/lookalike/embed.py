@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     import pandas as pd
     from PIL import Image
 
+    from lookalike.distributed import DistInfo
     from lookalike.models import Embedder
     from lookalike.models.inference import InferenceModel
-    from lookalike.training.distributed import DistInfo
 
 __all__ = [
     "CARRIED_COLUMNS",
@@ -182,10 +182,10 @@ def embed_frame_distributed(
     amp: bool = False,
     progress: bool = False,
 ) -> torch.Tensor | None:
-    """Under ``torchrun`` (``info`` from :func:`lookalike.training.distributed.init_distributed`):
+    """Under ``torchrun`` (``info`` from :func:`lookalike.distributed.init_distributed`):
     each rank embeds its :func:`shard_rows` of ``frame`` on ``info.device``; rank 0 returns all
     (N, D) embeddings in row order, the other ranks None. In one plain process: :func:`embed_frame`."""
-    from lookalike.training.distributed import gather_to_main
+    from lookalike.distributed import gather_to_main
 
     rows = shard_rows(len(frame), info.rank, info.world_size)
     try:

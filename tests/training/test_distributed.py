@@ -5,9 +5,9 @@ single-process gradient."""
 import torch
 import torch.multiprocessing as mp
 
+from lookalike.distributed import DistInfo, all_gather_embeddings
 from lookalike.losses import TripletLoss
 from lookalike.miners import BatchHardMiner
-from lookalike.training.distributed import DistInfo, all_gather_embeddings
 from torchrun_helpers import free_port, run_torchrun
 
 

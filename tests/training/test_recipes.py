@@ -15,11 +15,11 @@ from rich.console import Console
 
 from lookalike.config import ConfigError, validate_config
 from lookalike.data import resolve_split
+from lookalike.distributed import DistInfo
 from lookalike.losses import create_loss
 from lookalike.models import create_embedder, load_checkpoint
 from lookalike.training import TrainState, build_components, fit, train_epoch, validate
 from lookalike.training.components import build_learner
-from lookalike.training.distributed import DistInfo
 from lookalike.training.head_phase import HeadFirst
 from lookalike.training.schedule import warmup_cosine
 from lookalike.training.validation import worse_than_baseline_warning

@@ -64,8 +64,8 @@ def embed(
 ) -> None:
     """Embed images with a checkpoint or a frozen backbone and write path, label, split/role and the
     embedding of each to a Parquet file (the input of evaluate-embeddings and index build)."""
+    from lookalike.distributed import cleanup, init_distributed
     from lookalike.embed import embed_frame_distributed, embeddings_frame, list_images, write_embeddings
-    from lookalike.training.distributed import cleanup, init_distributed
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     options = ModelOptions(checkpoint, backbone, weights, image_size, pretrained)

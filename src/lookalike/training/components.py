@@ -17,13 +17,7 @@ from timm.utils import ModelEmaV3
 from lookalike.config import ConfigError, TrainingConfig
 from lookalike.data import BatchTrainTransform, ManifestDataset, PKSampler, batchable, train_transform
 from lookalike.distances import BaseDistance, create_distance
-from lookalike.embed import embed_frame
-from lookalike.evaluation import split_frames
-from lookalike.losses import create_loss, loss_class
-from lookalike.miners import CrossBatchMemory, create_miner
-from lookalike.models import Embedder, create_embedder
-from lookalike.training.data import SeededBatches, TrainData
-from lookalike.training.distributed import (
+from lookalike.distributed import (
     DistInfo,
     all_gather_embeddings,
     average_gradients,
@@ -31,6 +25,12 @@ from lookalike.training.distributed import (
     scale_grad,
     shared_seed,
 )
+from lookalike.embed import embed_frame
+from lookalike.evaluation import split_frames
+from lookalike.losses import create_loss, loss_class
+from lookalike.miners import CrossBatchMemory, create_miner
+from lookalike.models import Embedder, create_embedder
+from lookalike.training.data import SeededBatches, TrainData
 from lookalike.training.head_phase import HeadFirst
 from lookalike.training.history import RunHistory
 from lookalike.training.schedule import warmup_cosine

@@ -24,11 +24,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from lookalike.config import TrainingConfig, save_config, validate_config
 from lookalike.data import SPLIT_FILE, resolve_split, write_manifest
 from lookalike.devices import resolve_device
+from lookalike.distributed import DistInfo, barrier, cleanup, init_distributed, on_main
 from lookalike.evaluation import split_frames
 from lookalike.models import Checkpoint, load_checkpoint
 from lookalike.training.checkpoints import restore_last, save_last
 from lookalike.training.components import build_components
-from lookalike.training.distributed import DistInfo, barrier, cleanup, init_distributed, on_main
 from lookalike.training.epoch import train_epoch
 from lookalike.training.rng import seed_everything
 from lookalike.training.state import TrainState

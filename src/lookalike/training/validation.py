@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from lookalike.distributed import barrier, on_main
 from lookalike.evaluation import evaluate_split
 from lookalike.models import load_checkpoint
 from lookalike.training.checkpoints import save_best
-from lookalike.training.distributed import barrier, on_main
 
 if TYPE_CHECKING:
     from lookalike.models import Embedder

@@ -1,7 +1,9 @@
-"""Helpers for multi-process training under ``torchrun`` (DDP): gloo on CPU, nccl on GPU.
+"""Helpers for multi-process runs under ``torchrun``: gloo on CPU, nccl on GPU.
 
-Every collective the fit loop makes goes through this module, and every tensor handed to one lives
-on the run's device (``DistInfo.device``): an NCCL group accepts only CUDA tensors.
+Both training (the DDP fit loop) and inference (``lookalike embed`` sharding a manifest over
+processes) use them, so they live at the bottom of the package and import nothing from it. Every
+collective of a run goes through this module, and every tensor handed to one lives on the run's
+device (``DistInfo.device``): an NCCL group accepts only CUDA tensors.
 
 Embeddings and labels are gathered across ranks before mining, so tuples span the global batch and
 every rank computes the same global-batch loss. Gradients then flow back only into the local slice
