@@ -1,10 +1,25 @@
-"""lookalike: train, evaluate and serve image-retrieval models by deep metric learning."""
+"""lookalike: train, evaluate and serve image-retrieval models by deep metric learning.
 
-from importlib.metadata import PackageNotFoundError, version
+One concept per module or package, in layers; a module imports only from its own layer or a lower
+one, and no two modules import each other (``tests/test_layers.py`` checks both). Lowest first:
 
-try:
-    __version__ = version("lookalike")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+1. foundations: ``_arrays``, ``_io`` (atomic writes), ``_version``, ``registry`` (pick by name),
+   ``devices`` (the device rule), ``tuples`` (miner output types), ``distances``, ``distributed``
+   (the ``torchrun`` helpers of training and inference)
+2. maths: ``knn`` (exact chunked top-k), ``losses/``, ``miners/``, ``metrics/``
+3. inputs: ``models/`` (backbones, heads, checkpoints), ``data/`` (manifest, splits, loading)
+4. configuration: ``config`` (the typed training config, which names models, losses and miners)
+5. inference: ``embed`` (a model over images), ``evaluation`` (a split's retrieval metrics),
+   ``calibration`` (the match threshold)
+6. workflows: ``training/`` (the fit loop), ``gallery/`` (stores, search, match decision),
+   ``tuning/`` (hyper-parameter studies), ``report/`` (the HTML report)
+7. applications: ``demo`` (the whole path on built-in data), ``service/`` (the HTTP service)
+8. commands: ``cli/`` (the ``lookalike`` command) and this root package
+
+The root package itself holds only the version, so importing any part of lookalike stays cheap;
+the public API is each package's ``__all__``.
+"""
+
+from lookalike._version import __version__
 
 __all__ = ["__version__"]

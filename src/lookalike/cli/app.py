@@ -13,7 +13,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from lookalike import __version__
+        from lookalike._version import __version__
 
         typer.echo(f"lookalike {__version__}")
         raise typer.Exit()

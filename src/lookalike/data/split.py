@@ -14,7 +14,7 @@ import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -36,13 +36,11 @@ from lookalike.data.roles import (
     SPLITS,
 )
 
-if TYPE_CHECKING:
-    from lookalike.config import DataConfig
-
 __all__ = [
     "PROTOCOLS",
     "SPLIT_FILE",
     "SplitResult",
+    "SplitSource",
     "resolve_split",
     "sorted_class_split",
     "split_manifest",
@@ -215,35 +213,15 @@ def split_manifest(
         if protocol == "query-gallery":
             kept_roles = _kept_roles(out)
     else:
-        eligible = sorted(counts.index[counts >= min_images])
-        n_test, n_val = _n_classes(test, len(eligible)), _n_classes(val, len(eligible))
-        n_train = len(counts) - n_test - n_val
-        if n_train < 1:
-            raise ValueError(
-                f"val={val}, test={test} of {len(eligible)} evaluable classes leaves no class to train "
-                f"({n_val} val, {n_test} test); use smaller fractions or a manifest with more classes"
-            )
-        order = [eligible[i] for i in np.random.default_rng(int(seed)).permutation(len(eligible))]
-        split_of = dict.fromkeys(counts.index, "train")
-        split_of.update(dict.fromkeys(order[:n_test], "test"))
-        split_of.update(dict.fromkeys(order[n_test : n_test + n_val], "val"))
+        split_of = _drawn_splits(counts, min_images, val=val, test=test, seed=int(seed))
 
     out["split"] = out["label"].map(split_of)
     if kept_roles is not None:
         out["role"] = kept_roles
     else:
-        out["role"] = ROLE_TRAIN
-        small = set(too_small)
-        evaluated = out[out["split"] != "train"]
-        for label, part in evaluated.groupby("label", sort=True):
-            out.loc[part.index, "role"] = _eval_roles(
-                part["path"],
-                str(label),
-                seed=int(seed),
-                queries_per_class=queries_per_class,
-                protocol=protocol,
-                too_small=label in small,
-            )
+        out["role"] = _roles(
+            out, set(too_small), seed=int(seed), queries_per_class=queries_per_class, protocol=protocol
+        )
     out["split_seed"] = int(seed)
     out["source_sha256"] = source_sha256 or ""
     return SplitResult(
@@ -257,13 +235,65 @@ def split_manifest(
     )
 
 
+def _drawn_splits(
+    counts: pd.Series, min_images: int, *, val: float, test: float, seed: int
+) -> dict[str, str]:
+    """Split name per class: ``test`` and ``val`` shares of the classes with at least ``min_images``
+    images, drawn by a seeded permutation of their sorted names; every other class train."""
+    eligible = sorted(counts.index[counts >= min_images])
+    n_test, n_val = _n_classes(test, len(eligible)), _n_classes(val, len(eligible))
+    n_train = len(counts) - n_test - n_val
+    if n_train < 1:
+        raise ValueError(
+            f"val={val}, test={test} of {len(eligible)} evaluable classes leaves no class to train "
+            f"({n_val} val, {n_test} test); use smaller fractions or a manifest with more classes"
+        )
+    order = [eligible[i] for i in np.random.default_rng(seed).permutation(len(eligible))]
+    split_of = dict.fromkeys(counts.index, "train")
+    split_of.update(dict.fromkeys(order[:n_test], "test"))
+    split_of.update(dict.fromkeys(order[n_test : n_test + n_val], "val"))
+    return split_of
+
+
+def _roles(
+    frame: pd.DataFrame, too_small: set[str], *, seed: int, queries_per_class: int, protocol: str
+) -> pd.Series:
+    """``role`` per row of a frame with ``split``: train rows ``train``, each val/test class's rows
+    as :func:`_eval_roles` draws them."""
+    roles = pd.Series(ROLE_TRAIN, index=frame.index, dtype=object)
+    evaluated = frame[frame["split"] != "train"]
+    for label, part in evaluated.groupby("label", sort=True):
+        roles.loc[part.index] = _eval_roles(
+            part["path"],
+            str(label),
+            seed=seed,
+            queries_per_class=queries_per_class,
+            protocol=protocol,
+            too_small=label in too_small,
+        )
+    return roles
+
+
 # ---- the split of a training run -------------------------------------------------------------------
 
 #: The split manifest a training run writes into its run folder (and reads back on resume).
 SPLIT_FILE = "split.csv"
 
 
-def resolve_split(data: DataConfig, run_dir: Path, *, write: bool = True) -> pd.DataFrame:
+class SplitSource(Protocol):
+    """What :func:`resolve_split` reads of a run's data settings (``lookalike.config.DataConfig``
+    has these fields; data/ does not import the configuration layer above it)."""
+
+    root: str | Path
+    class_order: str
+    val: float
+    test: float
+    seed: int
+    queries_per_class: int
+    protocol: str
+
+
+def resolve_split(data: SplitSource, run_dir: Path, *, write: bool = True) -> pd.DataFrame:
     """The split manifest of a run: ``run_dir/split.csv`` if the run has one (resume), else the
     config's source, split class-disjointly (seeded, as ``lookalike split`` does) unless it
     already carries ``split`` and ``role`` columns. With ``write`` the result is saved in the run

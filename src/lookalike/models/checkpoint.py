@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-import lookalike
 from lookalike._io import atomic_path
+from lookalike._version import __version__
 from lookalike.models.backbones import Preprocessing
 from lookalike.models.config import ModelConfig
 from lookalike.models.embedder import Embedder, create_embedder
@@ -84,7 +84,7 @@ def save_checkpoint(
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_FORMAT_VERSION,
-        "version": lookalike.__version__,
+        "version": __version__,
         "model_config": embedder.config.model_dump(mode="json"),
         "preprocessing": embedder.preprocessing.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in embedder.state_dict().items()},
@@ -122,7 +122,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     if payload.get("format_version", 1) > CHECKPOINT_FORMAT_VERSION:
         raise ValueError(
             f"{path} has checkpoint format_version {payload['format_version']}, newer than this lookalike "
-            f"({lookalike.__version__}) reads ({CHECKPOINT_FORMAT_VERSION}); upgrade lookalike"
+            f"({__version__}) reads ({CHECKPOINT_FORMAT_VERSION}); upgrade lookalike"
         )
     model_config = ModelConfig(**{**payload["model_config"], "pretrained": False, "weights": None})
     embedder = create_embedder(model_config)
