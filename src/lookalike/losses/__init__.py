@@ -1,8 +1,10 @@
 """Metric-learning losses, called like pytorch-metric-learning's (PML):
 ``loss(embeddings, labels, indices_tuple=None, ref_emb=None, ref_labels=None)``.
 
-Pick one by name with :func:`create_loss` (``list_losses()`` gives the names). ``distance=``
-takes a distance object or a name from ``lookalike.distances.list_distances()``.
+Every loss derives from :class:`BaseLoss` (``base.py``), which takes ``reduction=`` and
+``distance=`` and checks the inputs once; each family has its own module, its maths as pure tensor
+functions. Pick one by name with :func:`create_loss` (``list_losses()`` gives the names).
+``distance=`` takes a distance object or a name from ``lookalike.distances.list_distances()``.
 
 The reduction contract (details: :mod:`lookalike.losses.reduction`). Every loss computes *terms*,
 equal to PML's per-element losses, then reduces them as ``reduction=`` names:
@@ -25,9 +27,8 @@ Each class's docstring says what its default averages over.
 
 from __future__ import annotations
 
-from torch import nn
-
 from lookalike.losses.arcface import ArcFaceLoss
+from lookalike.losses.base import BaseLoss
 from lookalike.losses.contrastive import ContrastiveLoss
 from lookalike.losses.margin import MarginLoss
 from lookalike.losses.multi_similarity import MultiSimilarityLoss
@@ -37,6 +38,7 @@ from lookalike.registry import Registry
 
 __all__ = [
     "ArcFaceLoss",
+    "BaseLoss",
     "ContrastiveLoss",
     "MarginLoss",
     "MultiSimilarityLoss",
@@ -47,7 +49,7 @@ __all__ = [
     "loss_class",
 ]
 
-_REGISTRY: Registry[nn.Module] = Registry(
+_REGISTRY: Registry[BaseLoss] = Registry(
     "loss",
     {
         "arcface": ArcFaceLoss,
@@ -65,7 +67,7 @@ def list_losses() -> list[str]:
     return _REGISTRY.names()
 
 
-def create_loss(name: str, **kwargs: object) -> nn.Module:
+def create_loss(name: str, **kwargs: object) -> BaseLoss:
     """Build a loss by name, e.g. ``create_loss("triplet", margin=0.2)``.
 
     ``distance`` may be given as a name (``"cosine"``) or a distance object. An unknown name or
@@ -74,6 +76,6 @@ def create_loss(name: str, **kwargs: object) -> nn.Module:
     return _REGISTRY.create(name, kwargs)
 
 
-def loss_class(name: str) -> type[nn.Module]:
+def loss_class(name: str) -> type[BaseLoss]:
     """The class :func:`create_loss` would build for ``name`` (to inspect its options)."""
     return _REGISTRY.get(name)

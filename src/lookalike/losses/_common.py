@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["gather_pairs", "pair_counts", "refuse_tuples", "sum_over_pairs", "zero_with_grad"]
+__all__ = [
+    "check_class_labels",
+    "gather_pairs",
+    "pair_counts",
+    "refuse_tuples",
+    "sum_over_pairs",
+    "zero_with_grad",
+]
 
 
 def refuse_tuples(owner: str, why: str, indices_tuple: object, ref_emb: object) -> None:
@@ -13,6 +20,16 @@ def refuse_tuples(owner: str, why: str, indices_tuple: object, ref_emb: object) 
         raise ValueError(
             f"{owner} {why}: it takes no indices_tuple (use no miner and no cross-batch memory) "
             "and no ref_emb"
+        )
+
+
+def check_class_labels(owner: str, labels: torch.Tensor, num_classes: int) -> None:
+    """For the losses with one parameter per class: every label in ``[0, num_classes)``."""
+    bad = (labels < 0) | (labels >= num_classes)
+    if bool(bad.any()):
+        raise ValueError(
+            f"{owner}(num_classes={num_classes}) got label {int(labels[bad][0])}; "
+            f"labels must be in [0, {num_classes})"
         )
 
 

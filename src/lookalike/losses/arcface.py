@@ -6,25 +6,26 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from lookalike.losses._common import refuse_tuples
-from lookalike.losses.reduction import check_reduction, reduce_terms
-from lookalike.tuples import check_inputs
+from lookalike.distances import CosineSimilarity
+from lookalike.losses._common import check_class_labels
+from lookalike.losses.base import BaseLoss, Ref, Tuples
+from lookalike.losses.reduction import reduce_terms
 
 __all__ = ["ArcFaceLoss", "arcface_logits"]
 
 
 def arcface_logits(
-    embeddings: torch.Tensor, proxies: torch.Tensor, labels: torch.Tensor, *, margin: float, scale: float
+    cosine: torch.Tensor, labels: torch.Tensor, *, margin: float, scale: float
 ) -> torch.Tensor:
-    """(N, D), proxies (C, D), labels (N,) -> scaled logits (N, C).
+    """Cosine similarities (N, C) of the embeddings with the class proxies, labels (N,) -> scaled
+    logits (N, C).
 
     The target class's cosine ``cos(theta)`` becomes ``cos(theta + margin)``; where
     ``theta + margin`` would pass pi it is ``cos(theta) - margin * sin(margin)`` instead, which keeps
     the logit decreasing in theta (as PML and the reference code do).
     """
-    cosine = F.normalize(embeddings, dim=1) @ F.normalize(proxies, dim=1).T
     target = cosine.gather(1, labels.unsqueeze(1)).squeeze(1)
     theta = torch.acos(target.clamp(-1.0, 1.0))
     with_margin = torch.where(
@@ -34,7 +35,7 @@ def arcface_logits(
     return logits * scale
 
 
-class ArcFaceLoss(nn.Module):
+class ArcFaceLoss(BaseLoss):
     """ArcFace: softmax cross-entropy over learnable class proxies with an angular margin.
 
     Args:
@@ -47,8 +48,11 @@ class ArcFaceLoss(nn.Module):
             PML; each embedding is its own anchor, so ``"per_anchor"`` equals ``"mean"``.
 
     The proxies are ``self.proxies`` (C, D), an ``nn.Parameter``: add ``loss.parameters()`` to the
-    optimizer. A proxy loss has no tuples: ``indices_tuple`` and ``ref_emb`` are refused.
+    optimizer. Embeddings and proxies are compared by cosine similarity (``self.distance``, fixed).
+    A proxy loss has no tuples: ``indices_tuple`` and ``ref_emb`` are refused.
     """
+
+    refuses_tuples = "is a proxy loss"
 
     def __init__(
         self,
@@ -59,7 +63,7 @@ class ArcFaceLoss(nn.Module):
         scale: float = 64.0,
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, distance=CosineSimilarity())
         if num_classes < 2:
             raise ValueError(f"ArcFaceLoss needs num_classes >= 2, got {num_classes!r}")
         if not 0 <= margin < math.pi / 2:
@@ -68,28 +72,15 @@ class ArcFaceLoss(nn.Module):
         self.embedding_size = int(embedding_size)
         self.margin = float(margin)
         self.scale = float(scale)
-        self.reduction = check_reduction(reduction)
         self.proxies = nn.Parameter(torch.empty(self.num_classes, self.embedding_size))
         nn.init.xavier_normal_(self.proxies)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        indices_tuple: tuple[torch.Tensor, ...] | None = None,
-        ref_emb: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        check_inputs(embeddings, labels, ref_emb, ref_labels)
-        refuse_tuples("ArcFaceLoss", "is a proxy loss", indices_tuple, ref_emb)
-        bad = (labels < 0) | (labels >= self.num_classes)
-        if bool(bad.any()):
-            raise ValueError(
-                f"ArcFaceLoss(num_classes={self.num_classes}) got label {int(labels[bad][0])}; "
-                f"labels must be in [0, {self.num_classes})"
-            )
-        proxies = self.proxies.to(embeddings.dtype)
-        logits = arcface_logits(embeddings, proxies, labels, margin=self.margin, scale=self.scale)
+    def compute_loss(
+        self, embeddings: Tensor, labels: Tensor, indices_tuple: Tuples, ref_emb: Ref, ref_labels: Ref
+    ) -> Tensor:
+        check_class_labels("ArcFaceLoss", labels, self.num_classes)
+        cosine = self.distance(embeddings, self.proxies.to(embeddings.dtype))
+        logits = arcface_logits(cosine, labels, margin=self.margin, scale=self.scale)
         return reduce_terms(F.cross_entropy(logits, labels, reduction="none"), self.reduction)
 
     def extra_repr(self) -> str:

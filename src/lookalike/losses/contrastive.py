@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor
 
-from lookalike.distances import BaseDistance, resolve_distance
-from lookalike.losses._common import gather_pairs, sum_over_pairs, zero_with_grad
-from lookalike.losses.reduction import check_reduction, reduce_terms
-from lookalike.tuples import check_inputs, label_masks, to_pairs
+from lookalike.distances import BaseDistance
+from lookalike.losses._common import gather_pairs, sum_over_pairs
+from lookalike.losses.base import BaseLoss, Ref, Tuples
+from lookalike.losses.reduction import reduce_terms
+from lookalike.tuples import label_masks, to_pairs
 
 __all__ = ["ContrastiveLoss", "contrastive_terms"]
 
@@ -27,7 +28,7 @@ def contrastive_terms(
     return pos, neg
 
 
-class ContrastiveLoss(nn.Module):
+class ContrastiveLoss(BaseLoss):
     """Contrastive loss on pairs.
 
     Args:
@@ -52,27 +53,19 @@ class ContrastiveLoss(nn.Module):
         distance: BaseDistance | str | None = None,
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, distance=distance)
         self.pos_margin = float(pos_margin)
         self.neg_margin = float(neg_margin)
-        self.distance = resolve_distance(distance)
-        self.reduction = check_reduction(reduction)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        indices_tuple: tuple[torch.Tensor, ...] | None = None,
-        ref_emb: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        check_inputs(embeddings, labels, ref_emb, ref_labels)
+    def compute_loss(
+        self, embeddings: Tensor, labels: Tensor, indices_tuple: Tuples, ref_emb: Ref, ref_labels: Ref
+    ) -> Tensor:
         if indices_tuple is None:  # every pair: masks instead of index tensors
             same, diff = label_masks(labels, ref_labels)
             return self.loss_from_pair_masks(embeddings, ref_emb, same, diff)
         a1, p, a2, n = to_pairs(indices_tuple, labels, ref_labels)
         if len(a1) + len(a2) == 0:
-            return zero_with_grad(embeddings, self.reduction, ref_emb)
+            return self.zero_loss(embeddings, ref_emb)
         pos, neg = self._terms(embeddings, ref_emb)
         if self.reduction in ("sum", "mean"):  # no per-pair tensor: see sum_over_pairs
             total = sum_over_pairs(pos, a1, p) + sum_over_pairs(neg, a2, n)
@@ -94,7 +87,7 @@ class ContrastiveLoss(nn.Module):
         The cross-batch memory uses it for "all pairs but each query with its own copy"."""
         count = int(positive.sum()) + int(negative.sum())
         if count == 0:
-            return zero_with_grad(embeddings, self.reduction, ref_emb)
+            return self.zero_loss(embeddings, ref_emb)
         pos, neg = self._terms(embeddings, ref_emb)
         if self.reduction == "none":
             return torch.cat([pos[positive], neg[negative]])

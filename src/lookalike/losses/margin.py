@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from lookalike.distances import BaseDistance, resolve_distance
-from lookalike.losses._common import gather_pairs, zero_with_grad
-from lookalike.losses.reduction import check_reduction, reduce_terms
-from lookalike.tuples import check_inputs, to_triplets
+from lookalike.distances import BaseDistance
+from lookalike.losses._common import check_class_labels, gather_pairs
+from lookalike.losses.base import BaseLoss, Ref, Tuples
+from lookalike.losses.reduction import reduce_terms
+from lookalike.tuples import to_triplets
 
 __all__ = ["MarginLoss", "margin_pair_terms"]
 
@@ -30,7 +31,7 @@ def margin_pair_terms(
     return pos, neg
 
 
-class MarginLoss(nn.Module):
+class MarginLoss(BaseLoss):
     """Margin loss: pairs are judged against a boundary ``beta`` with a margin on each side.
 
     Args:
@@ -63,44 +64,31 @@ class MarginLoss(nn.Module):
         distance: BaseDistance | str | None = None,
         reduction: str = "mean_nonzero",
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, distance=distance)
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}")
         self.margin = float(margin)
         self.nu = float(nu)
         self.num_classes = num_classes
         self.learn_beta = bool(learn_beta)
-        self.distance = resolve_distance(distance)
-        self.reduction = check_reduction(reduction)
         init = torch.full((num_classes or 1,), float(beta))
         if self.learn_beta:
             self.beta = nn.Parameter(init)
         else:
             self.register_buffer("beta", init)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        indices_tuple: tuple[torch.Tensor, ...] | None = None,
-        ref_emb: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        check_inputs(embeddings, labels, ref_emb, ref_labels)
+    def compute_loss(
+        self, embeddings: Tensor, labels: Tensor, indices_tuple: Tuples, ref_emb: Ref, ref_labels: Ref
+    ) -> Tensor:
         a, p, n = to_triplets(indices_tuple, labels, ref_labels)
         if len(a) == 0:
-            return zero_with_grad(embeddings, self.reduction, ref_emb, self.beta)
+            return self.zero_loss(embeddings, ref_emb, self.beta)
         beta = self.beta.to(embeddings.dtype)
         if self.num_classes is None:
             beta_t = beta.expand(len(a))
         else:
             anchor_labels = labels[a]
-            bad = (anchor_labels < 0) | (anchor_labels >= self.num_classes)
-            if bool(bad.any()):
-                raise ValueError(
-                    f"MarginLoss(num_classes={self.num_classes}) got label "
-                    f"{int(anchor_labels[bad][0])}; labels must be in [0, {self.num_classes})"
-                )
+            check_class_labels("MarginLoss", anchor_labels, self.num_classes)
             beta_t = beta[anchor_labels]
         mat = self.distance(embeddings, ref_emb)
         pos, neg = margin_pair_terms(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor
 
-from lookalike.distances import BaseDistance, CosineSimilarity, resolve_distance
-from lookalike.losses._common import zero_with_grad
-from lookalike.losses.reduction import check_reduction, reduce_terms
-from lookalike.tuples import check_inputs, label_masks, to_pairs
+from lookalike.distances import BaseDistance, CosineSimilarity
+from lookalike.losses.base import BaseLoss, Ref, Tuples
+from lookalike.losses.reduction import reduce_terms
+from lookalike.tuples import label_masks, to_pairs
 
 __all__ = ["MultiSimilarityLoss", "masked_log1p_sum_exp", "multi_similarity_losses"]
 
@@ -43,7 +43,7 @@ def multi_similarity_losses(
     return pos + neg
 
 
-class MultiSimilarityLoss(nn.Module):
+class MultiSimilarityLoss(BaseLoss):
     """Multi-similarity loss, one value per anchor (row of ``embeddings``).
 
     Args:
@@ -69,22 +69,14 @@ class MultiSimilarityLoss(nn.Module):
         distance: BaseDistance | str | None = None,
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, distance=distance, default_distance=CosineSimilarity())
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.base = float(base)
-        self.distance = resolve_distance(distance, default=CosineSimilarity())
-        self.reduction = check_reduction(reduction)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        indices_tuple: tuple[torch.Tensor, ...] | None = None,
-        ref_emb: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        check_inputs(embeddings, labels, ref_emb, ref_labels)
+    def compute_loss(
+        self, embeddings: Tensor, labels: Tensor, indices_tuple: Tuples, ref_emb: Ref, ref_labels: Ref
+    ) -> Tensor:
         if indices_tuple is None:
             pos_mask, neg_mask = label_masks(labels, ref_labels)
         else:
@@ -97,7 +89,7 @@ class MultiSimilarityLoss(nn.Module):
         if not bool(pos_mask.any()) and not bool(neg_mask.any()):
             if self.reduction == "none":
                 return embeddings[:, 0] * 0
-            return zero_with_grad(embeddings, self.reduction, ref_emb)
+            return self.zero_loss(embeddings, ref_emb)
         mat = self.distance(embeddings, ref_emb)
         losses = multi_similarity_losses(
             mat, pos_mask, neg_mask, alpha=self.alpha, beta=self.beta, base=self.base, distance=self.distance

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor
 
-from lookalike.distances import BaseDistance, EuclideanDistance, resolve_distance
-from lookalike.losses._common import refuse_tuples, zero_with_grad
-from lookalike.losses.reduction import check_reduction
-from lookalike.tuples import check_inputs
+from lookalike.distances import BaseDistance, EuclideanDistance
+from lookalike.losses.base import BaseLoss, Ref, Tuples
 
 __all__ = ["RangeLoss", "range_loss_terms", "squared_euclidean"]
 
@@ -64,7 +62,7 @@ def range_loss_terms(
     return intra, inter
 
 
-class RangeLoss(nn.Module):
+class RangeLoss(BaseLoss):
     """Range loss: shrink each class's range, push the two closest class centres apart.
 
     Args:
@@ -84,6 +82,9 @@ class RangeLoss(nn.Module):
     Range loss is defined on the batch: ``indices_tuple`` and ``ref_emb`` are refused.
     """
 
+    reductions = ("mean", "sum", "none")
+    refuses_tuples = "is computed on the whole batch"
+
     def __init__(
         self,
         *,
@@ -94,31 +95,23 @@ class RangeLoss(nn.Module):
         distance: BaseDistance | str | None = None,
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, distance=distance)
         if int(k) < 1:
             raise ValueError(f"k must be >= 1, got {k!r}")
-        distance = resolve_distance(distance)
-        if not isinstance(distance, EuclideanDistance):
-            raise ValueError(f"RangeLoss works with squared Euclidean distances; got distance={distance!r}")
+        if not isinstance(self.distance, EuclideanDistance):
+            raise ValueError(
+                f"RangeLoss works with squared Euclidean distances; got distance={self.distance!r}"
+            )
         self.k = int(k)
         self.margin = float(margin)
         self.alpha = float(alpha)
         self.beta = float(beta)
-        self.distance = distance
-        self.reduction = check_reduction(reduction, valid=("mean", "sum", "none"), owner="RangeLoss")
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        indices_tuple: tuple[torch.Tensor, ...] | None = None,
-        ref_emb: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        check_inputs(embeddings, labels, ref_emb, ref_labels)
-        refuse_tuples("RangeLoss", "is computed on the whole batch", indices_tuple, ref_emb)
+    def compute_loss(
+        self, embeddings: Tensor, labels: Tensor, indices_tuple: Tuples, ref_emb: Ref, ref_labels: Ref
+    ) -> Tensor:
         if len(labels) == 0:
-            return zero_with_grad(embeddings, self.reduction)
+            return self.zero_loss(embeddings)
         x = self.distance.normalize(embeddings)
         intra, inter = range_loss_terms(x, labels, k=self.k, margin=self.margin)
         if self.reduction == "none":

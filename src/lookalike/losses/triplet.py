@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor
 
-from lookalike.distances import BaseDistance, resolve_distance
-from lookalike.losses._common import gather_pairs, zero_with_grad
-from lookalike.losses.reduction import check_reduction, reduce_terms
-from lookalike.tuples import check_inputs, to_triplets
+from lookalike.distances import BaseDistance
+from lookalike.losses._common import gather_pairs
+from lookalike.losses.base import BaseLoss, Ref, Tuples
+from lookalike.losses.reduction import reduce_terms
+from lookalike.tuples import to_triplets
 
 __all__ = ["TripletLoss", "triplet_losses"]
 
@@ -30,7 +31,7 @@ def triplet_losses(
     return F.softplus(violation) if smooth else torch.relu(violation)
 
 
-class TripletLoss(nn.Module):
+class TripletLoss(BaseLoss):
     """Triplet margin loss.
 
     Args:
@@ -54,24 +55,16 @@ class TripletLoss(nn.Module):
         distance: BaseDistance | str | None = None,
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, distance=distance)
         self.margin = float(margin)
         self.smooth = bool(smooth)
-        self.distance = resolve_distance(distance)
-        self.reduction = check_reduction(reduction)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        indices_tuple: tuple[torch.Tensor, ...] | None = None,
-        ref_emb: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        check_inputs(embeddings, labels, ref_emb, ref_labels)
+    def compute_loss(
+        self, embeddings: Tensor, labels: Tensor, indices_tuple: Tuples, ref_emb: Ref, ref_labels: Ref
+    ) -> Tensor:
         a, p, n = to_triplets(indices_tuple, labels, ref_labels)
         if len(a) == 0:
-            return zero_with_grad(embeddings, self.reduction, ref_emb)
+            return self.zero_loss(embeddings, ref_emb)
         mat = self.distance(embeddings, ref_emb)
         losses = triplet_losses(
             gather_pairs(mat, a, p),

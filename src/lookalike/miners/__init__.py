@@ -2,7 +2,9 @@
 ``miner(embeddings, labels, ref_emb=None, ref_labels=None)`` -> :class:`TripletIndices` or
 :class:`PairIndices` (indices into ``ref_emb`` for positives and negatives when it is given).
 
-Pick one by name with :func:`create_miner` (``list_miners()`` gives the names).
+Every miner derives from :class:`BaseMiner` (``base.py``), which takes ``distance=`` and checks
+the inputs once; one family per module. Pick one by name with :func:`create_miner`
+(``list_miners()`` gives the names).
 :class:`CrossBatchMemory` wraps a loss (and optionally a miner) rather than being a miner.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lookalike.miners.base import BaseMiner
 from lookalike.miners.batch_all import BatchAllMiner
 from lookalike.miners.batch_hard import BatchHardMiner
 from lookalike.miners.cross_batch_memory import CrossBatchMemory
@@ -19,6 +22,7 @@ from lookalike.registry import Registry
 from lookalike.tuples import IndicesTuple, PairIndices, TripletIndices
 
 __all__ = [
+    "BaseMiner",
     "BatchAllMiner",
     "BatchHardMiner",
     "CrossBatchMemory",
@@ -32,7 +36,7 @@ __all__ = [
     "miner_class",
 ]
 
-_REGISTRY: Registry[Any] = Registry(
+_REGISTRY: Registry[BaseMiner] = Registry(
     "miner",
     {
         "batch_all": BatchAllMiner,
@@ -48,7 +52,7 @@ def list_miners() -> list[str]:
     return _REGISTRY.names()
 
 
-def create_miner(name: str, **kwargs: Any) -> Any:
+def create_miner(name: str, **kwargs: Any) -> BaseMiner:
     """Build a miner by name, e.g. ``create_miner("semihard", margin=0.2)``.
 
     ``distance`` may be a name (``"cosine"``) or a distance object. An unknown name or keyword is
@@ -57,6 +61,6 @@ def create_miner(name: str, **kwargs: Any) -> Any:
     return _REGISTRY.create(name, kwargs)
 
 
-def miner_class(name: str) -> type:
+def miner_class(name: str) -> type[BaseMiner]:
     """The class :func:`create_miner` would build for ``name`` (to inspect its options)."""
     return _REGISTRY.get(name)

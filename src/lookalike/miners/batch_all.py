@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from lookalike.distances import BaseDistance, resolve_distance
-from lookalike.tuples import IndicesTuple, TripletIndices, all_pairs, check_inputs, label_masks
+from lookalike.distances import BaseDistance
+from lookalike.miners.base import BaseMiner, Ref
+from lookalike.tuples import IndicesTuple, TripletIndices, all_pairs, label_masks
 
 __all__ = ["BatchAllMiner"]
 
 _TUPLE_TYPES = ("triplet", "pair")
 
 
-class BatchAllMiner:
+class BatchAllMiner(BaseMiner):
     """Every valid triplet ``(a, p, n)`` in lexicographic order, or every pair.
 
     Args:
@@ -25,6 +27,8 @@ class BatchAllMiner:
     Call: ``miner(embeddings (N, D), labels (N,), ref_emb=None, ref_labels=None)``.
     """
 
+    repr_fields = ("tuple_type", "margin", "distance")
+
     def __init__(
         self,
         *,
@@ -32,23 +36,15 @@ class BatchAllMiner:
         margin: float | None = None,
         distance: BaseDistance | str | None = None,
     ) -> None:
+        super().__init__(distance=distance)
         if tuple_type not in _TUPLE_TYPES:
             raise ValueError(f"unknown tuple_type {tuple_type!r}; valid: {', '.join(_TUPLE_TYPES)}")
         if margin is not None and tuple_type != "triplet":
             raise ValueError(f"margin={margin!r} applies to triplets only; use tuple_type='triplet'")
         self.tuple_type = tuple_type
         self.margin = None if margin is None else float(margin)
-        self.distance = resolve_distance(distance)
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref_emb: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> IndicesTuple:
-        check_inputs(embeddings, labels, ref_emb, ref_labels)
+    def mine(self, embeddings: Tensor, labels: Tensor, ref_emb: Ref, ref_labels: Ref) -> IndicesTuple:
         if self.tuple_type == "pair":
             return all_pairs(labels, ref_labels)
         same, diff = label_masks(labels, ref_labels)
@@ -60,8 +56,3 @@ class BatchAllMiner:
             keep &= gap <= self.margin
         rows, n = torch.where(keep)
         return TripletIndices(a[rows], p[rows], n)
-
-    def __repr__(self) -> str:
-        return (
-            f"BatchAllMiner(tuple_type={self.tuple_type!r}, margin={self.margin}, distance={self.distance!r})"
-        )

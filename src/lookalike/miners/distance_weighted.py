@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from lookalike.distances import BaseDistance, EuclideanDistance, resolve_distance
-from lookalike.tuples import TripletIndices, check_inputs, label_masks
+from lookalike.distances import BaseDistance, EuclideanDistance
+from lookalike.miners.base import BaseMiner, Ref
+from lookalike.tuples import TripletIndices, label_masks
 
 __all__ = ["DistanceWeightedMiner", "inverse_density_log_weights"]
 
@@ -20,7 +22,7 @@ def inverse_density_log_weights(mat: torch.Tensor, dim: int, *, cutoff: float) -
     return -((dim - 2.0) * torch.log(d) + ((dim - 3.0) / 2.0) * torch.log1p(-0.25 * d * d))
 
 
-class DistanceWeightedMiner:
+class DistanceWeightedMiner(BaseMiner):
     """One negative per (anchor, positive) pair, drawn with probability ∝ 1 / q(d(a, n)).
 
     Negatives at distance >= ``nonzero_loss_cutoff`` get weight zero (they would give no loss);
@@ -39,6 +41,8 @@ class DistanceWeightedMiner:
     at random instead; here every positive pair is used once).
     """
 
+    repr_fields = ("cutoff", "nonzero_loss_cutoff", "seed")
+
     def __init__(
         self,
         *,
@@ -47,7 +51,8 @@ class DistanceWeightedMiner:
         seed: int | None = None,
         distance: BaseDistance | str | None = None,
     ) -> None:
-        distance = resolve_distance(distance)
+        super().__init__(distance=distance)
+        distance = self.distance
         if not (
             isinstance(distance, EuclideanDistance) and not distance.squared and distance.normalize_embeddings
         ):
@@ -62,7 +67,6 @@ class DistanceWeightedMiner:
         self.cutoff = float(cutoff)
         self.nonzero_loss_cutoff = float(nonzero_loss_cutoff)
         self.seed = seed
-        self.distance = distance
         self._generators: dict[torch.device, torch.Generator] = {}
 
     def _generator(self, device: torch.device) -> torch.Generator | None:
@@ -82,15 +86,7 @@ class DistanceWeightedMiner:
         for device, gen_state in state.items():
             self._generator(torch.device(device)).set_state(gen_state)
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref_emb: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> TripletIndices:
-        check_inputs(embeddings, labels, ref_emb, ref_labels)
+    def mine(self, embeddings: Tensor, labels: Tensor, ref_emb: Ref, ref_labels: Ref) -> TripletIndices:
         same, diff = label_masks(labels, ref_labels)
         mat = self.distance(embeddings, ref_emb)
         log_w = inverse_density_log_weights(mat, embeddings.shape[1], cutoff=self.cutoff)
@@ -112,9 +108,3 @@ class DistanceWeightedMiner:
             1
         )
         return TripletIndices(a, p, n)
-
-    def __repr__(self) -> str:
-        return (
-            f"DistanceWeightedMiner(cutoff={self.cutoff}, nonzero_loss_cutoff={self.nonzero_loss_cutoff}, "
-            f"seed={self.seed})"
-        )

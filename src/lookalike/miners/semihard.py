@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from lookalike.distances import BaseDistance, resolve_distance
-from lookalike.tuples import TripletIndices, check_inputs, label_masks
+from lookalike.distances import BaseDistance
+from lookalike.miners.base import BaseMiner, Ref
+from lookalike.tuples import TripletIndices, label_masks
 
 __all__ = ["SemiHardMiner"]
 
 _PER_ANCHOR = ("all", "hardest")
 
 
-class SemiHardMiner:
+class SemiHardMiner(BaseMiner):
     """Triplets whose negative is farther than the positive but within the margin:
     ``0 < d(a,n) - d(a,p) <= margin``.
 
@@ -24,24 +26,18 @@ class SemiHardMiner:
         distance: default Euclidean on normalised embeddings.
     """
 
+    repr_fields = ("margin", "per_anchor", "distance")
+
     def __init__(
         self, *, margin: float = 0.2, per_anchor: str = "all", distance: BaseDistance | str | None = None
     ) -> None:
+        super().__init__(distance=distance)
         if per_anchor not in _PER_ANCHOR:
             raise ValueError(f"unknown per_anchor {per_anchor!r}; valid: {', '.join(_PER_ANCHOR)}")
         self.margin = float(margin)
         self.per_anchor = per_anchor
-        self.distance = resolve_distance(distance)
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        ref_emb: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-    ) -> TripletIndices:
-        check_inputs(embeddings, labels, ref_emb, ref_labels)
+    def mine(self, embeddings: Tensor, labels: Tensor, ref_emb: Ref, ref_labels: Ref) -> TripletIndices:
         same, diff = label_masks(labels, ref_labels)
         mat = self.distance(embeddings, ref_emb)
         a, p = torch.where(same)
@@ -54,8 +50,3 @@ class SemiHardMiner:
         n = gap.masked_fill(~keep, float("inf")).argmin(dim=1)
         rows = torch.where(keep.any(dim=1))[0]
         return TripletIndices(a[rows], p[rows], n[rows])
-
-    def __repr__(self) -> str:
-        return (
-            f"SemiHardMiner(margin={self.margin}, per_anchor={self.per_anchor!r}, distance={self.distance!r})"
-        )
