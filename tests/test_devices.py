@@ -19,3 +19,22 @@ def test_cuda_without_a_gpu_and_a_bad_name_are_clear_errors(monkeypatch):
     with pytest.raises(ValueError, match=r"device 'gpu' is not a device; use auto, cpu, cuda or cuda:N"):
         resolve_device("gpu")
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+#: Modules that still decide "auto" themselves (path below src/lookalike: why). May only shrink.
+_OWN_DEVICE_RULE = {"gallery/matcher.py": "Matcher.open turns 'auto' into cuda/cpu itself"}
+
+
+def test_no_module_but_devices_decides_what_auto_means():
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "lookalike"
+    rule = re.compile(r"""["']cuda["']\s+if\s+torch\.cuda\.is_available\(\)""")
+    found = {
+        str(path.relative_to(src))
+        for path in src.rglob("*.py")
+        if path.name != "devices.py" and rule.search(path.read_text())
+    }
+    assert found - set(_OWN_DEVICE_RULE) == set(), "use lookalike.devices.resolve_device instead"
+    assert set(_OWN_DEVICE_RULE) - found == set(), "no longer there: remove from _OWN_DEVICE_RULE"

@@ -73,11 +73,7 @@ ALLOWED_LONG: dict[str, str] = {
     "lookalike/cli/serve.py::serve": "to split (96 lines)",
     "lookalike/demo.py::_write_report": "to split (125 lines)",
     "lookalike/demo.py::run_demo": "to split (123 lines)",
-    "lookalike/metrics/retrieval.py::retrieval_metrics": "to split (102 lines)",
-    "lookalike/miners/cross_batch_memory.py::forward": "to split (88 lines)",
     "lookalike/service/app.py::create_app": "closures to become routers (221 lines)",
-    "lookalike/training/components.py::build_components": "to split (110 lines)",
-    "lookalike/training/epoch.py::train_epoch": "to split (83 lines)",
 }
 
 

@@ -1,4 +1,7 @@
-"""Which device to compute on: the one rule shared by training, evaluation and the CLI."""
+"""Which device to compute on: the one rule, :func:`resolve_device`, for every ``device`` option
+(training's ``train.device``, each command's ``--device``, the gallery matcher's ``device``).
+
+No other module decides what ``auto`` means (``tests/test_devices.py`` checks it)."""
 
 from __future__ import annotations
 

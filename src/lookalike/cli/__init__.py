@@ -1,6 +1,11 @@
-"""The ``lookalike`` command. Thin wrappers over the Python API: no domain logic lives here.
+"""The ``lookalike`` command: one module per command group, named after it (``train.py`` for
+``lookalike train``, ``index.py`` for ``lookalike index ...``).
 
-Each command module registers its commands on :data:`lookalike.cli.app.app` when imported.
+A command parses its options, calls the Python API of the packages below and prints the result;
+what it computes or reads (files, splits, searches, thresholds) lives in those packages, so the
+commands, the demo, the service and a user's script share one implementation.
+``_model_options.py`` holds the model options several commands take. Each command module registers
+its commands on :data:`lookalike.cli.app.app` when imported.
 """
 
 from lookalike.cli import calibrate as _calibrate  # noqa: F401  (registers calibrate)

@@ -51,25 +51,24 @@ def tune(
     """Search training hyper-parameters with Optuna on the val split (trial 0: untrained; trial 1: the
     base config), then write best.yaml, trials.csv and plots into --out. Rerun to resume."""
     from lookalike.config import ConfigError
-    from lookalike.tuning import finish_tune, prepare_tune, run_study
+    from lookalike.tuning import tune as run_tune
 
-    try:
-        plan = prepare_tune(
+    try:  # a failing trial does not raise (it is recorded as failed): these are the inputs' errors
+        summary = run_tune(
             config,
             out,
             trials=trials,
             overrides=overrides,
-            space_path=space,
+            space=space,
             epochs=epochs,
             steps_per_epoch=steps_per_epoch,
             metric=metric,
             budget_minutes=budget_minutes,
             keep_checkpoints=keep_checkpoints,
+            console=console,
         )
     except (ConfigError, FileNotFoundError, ValueError) as err:
         err_console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
-    study = run_study(plan, console=console)
-    summary = finish_tune(plan, study, console=console)
     if summary.best_number is None:
         raise typer.Exit(1)

@@ -1,5 +1,17 @@
-"""Data: manifests, benchmark importers, validation, class-disjoint splits, the image Dataset,
-train/eval transforms and the PK batch sampler."""
+"""Data: from the user's images to the batches a model sees.
+
+- ``manifest.py``: the manifest, one table of ``path, label`` (CSV or Parquet): reading, checking,
+  writing, and building it from a folder per class; ``importers.py``: CUB, SOP and In-Shop;
+  ``verify.py``: finding the rows a pipeline would trip over (missing or unreadable files);
+- ``split.py``: class-disjoint train / val / test splits and the query / gallery roles (every
+  split rule), with ``roles.py`` holding their encoding;
+- ``dataset.py``: the image Dataset (decoding, the decoded-image cache); ``transforms.py`` and
+  ``batch_augment.py``: the train and eval transforms, per item or a batch at a time;
+- ``sampler.py``: the PK batch sampler; ``builtin.py``: the built-in data sets (the demo's glyphs).
+
+Data sits below the configuration: it takes plain values (or any object with a run's data fields,
+:class:`~lookalike.data.split.SplitSource`), never a config class.
+"""
 
 from lookalike.data.batch_augment import BatchTrainTransform, batchable
 from lookalike.data.dataset import ImageDecodeError, ManifestDataset, load_rgb, to_rgb

@@ -1,5 +1,12 @@
-"""The gallery: a persistent, searchable set of embeddings (FAISS folder or Milvus), see
-:mod:`lookalike.gallery.store`."""
+"""The gallery: a persistent, searchable set of embeddings, and the match decision.
+
+- ``store.py``: the store protocol every backend implements, the gallery header, and opening or
+  creating a gallery by location; ``faiss_store.py``: the FAISS folder store (the embedded
+  default); ``milvus_store.py``: Milvus (Lite, server or cluster) for scale-out;
+- ``indexing.py``: building a gallery from a model and a manifest or embeddings file;
+- ``matcher.py``: search plus the match decision (:class:`Matcher`), what the CLI, the demo and
+  the service call.
+"""
 
 from lookalike.gallery.matcher import Matcher, Neighbour, SearchResult
 from lookalike.gallery.store import (

@@ -1,4 +1,12 @@
-"""Retrieval metrics at k and verification metrics (ROC AUC, EER, TAR@FAR, thresholds)."""
+"""Metrics, as pure functions of embeddings and labels (or of distances and genuine flags).
+
+- ``retrieval.py``: retrieval metrics at k (hit rate, recall, precision, MAP, MAP@R, R-precision)
+  from one exact, chunked top-k search;
+- ``verification.py``: verification metrics (ROC, AUC, EER, TAR@FAR) and the threshold for a
+  target FAR.
+
+Each agrees with pytorch-metric-learning where it has the same metric (checked in the tests).
+"""
 
 from lookalike.metrics.retrieval import (
     METRICS_AT_K,

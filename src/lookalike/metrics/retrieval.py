@@ -122,33 +122,18 @@ def retrieval_metrics(
     """
     ks_t = _check_ks(ks)
     if leave_one_out:
-        if (
-            gallery is not None
-            or gallery_labels is not None
-            or query_ids is not None
-            or gallery_ids is not None
-        ):
+        if any(x is not None for x in (gallery, gallery_labels, query_ids, gallery_ids)):
             raise ValueError(
                 "leave_one_out=True uses the queries as the gallery: pass gallery=None, gallery_labels=None "
                 "and no query_ids/gallery_ids"
             )
         gallery, gallery_labels = queries, query_labels
-        n = len(query_labels)
-        query_ids = gallery_ids = np.arange(n, dtype=np.int64)
+        query_ids = gallery_ids = np.arange(len(query_labels), dtype=np.int64)
     elif gallery is None or gallery_labels is None:
         raise ValueError("give gallery and gallery_labels, or leave_one_out=True")
     n_q, n_g = check_embeddings(queries, "queries"), check_embeddings(gallery, "gallery")
     q_lab, g_lab = _encode_labels(query_labels, gallery_labels, n_q, n_g)
-
-    # |C| per query, less the query's own item when it is in the gallery.
-    class_count = np.bincount(g_lab, minlength=int(max(q_lab.max(initial=-1), g_lab.max(initial=-1))) + 1)
-    n_rel = class_count[q_lab].astype(np.int64)
-    n_self = np.zeros(n_q, dtype=np.int64)
-    if query_ids is not None or gallery_ids is not None:
-        if query_ids is None or gallery_ids is None:
-            raise ValueError("give both query_ids and gallery_ids, or neither")
-        query_ids, gallery_ids, n_self, n_self_same = _self_counts(query_ids, gallery_ids, q_lab, g_lab)
-        n_rel -= n_self_same
+    n_rel, n_self, query_ids, gallery_ids = _class_sizes(q_lab, g_lab, query_ids, gallery_ids)
     ranking_len = n_g - int(n_self.min()) if n_q else n_g
     r_max = int(n_rel.max(initial=0))
     k_search = max(1, min(ranking_len, max(max(ks_t), r_max)))
@@ -171,15 +156,7 @@ def retrieval_metrics(
     relevant = g_lab_pad[ids_np] == q_lab[:, None]
     values = rank_metrics(relevant, n_rel, ks=sorted(set(effective)))
     missing = n_rel == 0
-    has_gallery = ~missing
-    metrics: dict[str, float] = {}
-    per: dict[str, np.ndarray] = {}
-    sources = [(f"{m}@{k}", f"{m}@{e}") for k, e in zip(ks_t, effective, strict=True) for m in METRICS_AT_K]
-    for name, source in [*sources, *((m, m) for m in METRICS_WHOLE_RANKING)]:
-        arr = values[source].copy()
-        arr[missing] = np.nan
-        metrics[name] = float(arr[has_gallery].mean()) if bool(has_gallery.any()) else float("nan")
-        per[name] = arr
+    metrics, per = _averages(values, ks_t, effective, missing)
     return RetrievalReport(
         metrics=metrics,
         ks=ks_t,
@@ -189,6 +166,40 @@ def retrieval_metrics(
         queries_without_gallery=np.flatnonzero(missing),
         per_query=per if per_query else None,
     )
+
+
+def _class_sizes(
+    q_lab: np.ndarray, g_lab: np.ndarray, query_ids: ArrayLike | None, gallery_ids: ArrayLike | None
+) -> tuple[np.ndarray, np.ndarray, ArrayLike | None, ArrayLike | None]:
+    """|C| per query (its class's gallery items, less the query's own item when it is in the
+    gallery), how many gallery items are the query itself, and the ids as :func:`_self_counts`
+    checked them."""
+    class_count = np.bincount(g_lab, minlength=int(max(q_lab.max(initial=-1), g_lab.max(initial=-1))) + 1)
+    n_rel = class_count[q_lab].astype(np.int64)
+    n_self = np.zeros(len(q_lab), dtype=np.int64)
+    if query_ids is not None or gallery_ids is not None:
+        if query_ids is None or gallery_ids is None:
+            raise ValueError("give both query_ids and gallery_ids, or neither")
+        query_ids, gallery_ids, n_self, n_self_same = _self_counts(query_ids, gallery_ids, q_lab, g_lab)
+        n_rel -= n_self_same
+    return n_rel, n_self, query_ids, gallery_ids
+
+
+def _averages(
+    values: dict[str, np.ndarray], ks: tuple[int, ...], effective: tuple[int, ...], missing: np.ndarray
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The report's metrics (each k read at its effective k) averaged over the queries with a
+    gallery item of their class, and per query (NaN for the ``missing`` ones)."""
+    has_gallery = ~missing
+    metrics: dict[str, float] = {}
+    per: dict[str, np.ndarray] = {}
+    sources = [(f"{m}@{k}", f"{m}@{e}") for k, e in zip(ks, effective, strict=True) for m in METRICS_AT_K]
+    for name, source in [*sources, *((m, m) for m in METRICS_WHOLE_RANKING)]:
+        arr = values[source].copy()
+        arr[missing] = np.nan
+        metrics[name] = float(arr[has_gallery].mean()) if bool(has_gallery.any()) else float("nan")
+        per[name] = arr
+    return metrics, per
 
 
 def rank_metrics(relevant: np.ndarray, n_relevant: np.ndarray, *, ks: Sequence[int]) -> dict[str, np.ndarray]:

@@ -113,6 +113,41 @@ class CrossBatchMemory(nn.Module):
                 "CrossBatchMemory mines against its memory itself: pass the miner as "
                 "CrossBatchMemory(..., miner=...) instead of an indices_tuple"
             )
+        embeddings, labels = self._cast_inputs(embeddings, labels)
+        queries, query_labels, to_store, store_labels = self._split_batch(embeddings, labels, enqueue_mask)
+        if int(self.step) < self.warmup_steps:
+            indices = None if self.miner is None else self.miner(queries, query_labels)
+            loss = self.loss(queries, query_labels, indices)
+            self.step += 1
+            return loss
+
+        # The memory with this batch written in, without touching the buffers yet.
+        start = int(self.queue_idx)
+        slots = (start + torch.arange(len(to_store), device=labels.device)) % self.memory_size
+        to_store = to_store.detach()
+        memory = self.embedding_memory.index_copy(0, slots, to_store)
+        memory_labels = self.label_memory.index_copy(0, slots, store_labels)
+        end = start + len(to_store)
+        filled = bool(self.has_been_filled) or end >= self.memory_size
+        stored = self.memory_size if filled else end
+        # a query meets its own copy in the memory unless queries and stored rows are apart
+        own_slots = slots if enqueue_mask is None else None
+        loss = self._loss_against_memory(
+            queries, query_labels, memory[:stored], memory_labels[:stored], own_slots
+        )
+
+        with torch.no_grad():  # in place: the buffers keep their dtype, device and identity
+            self.embedding_memory.index_copy_(0, slots, to_store)
+            self.label_memory.index_copy_(0, slots, store_labels)
+            self.queue_idx.fill_(end % self.memory_size)
+            self.has_been_filled.fill_(filled)
+            self.step += 1
+        return loss
+
+    def _cast_inputs(
+        self, embeddings: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Checked (N, D) embeddings and (N,) labels in the queue's dtypes, on its device."""
         if embeddings.dim() != 2 or embeddings.shape[1] != self.embedding_size:
             raise ValueError(
                 f"embeddings must be (N, {self.embedding_size}), got shape {tuple(embeddings.shape)}"
@@ -128,7 +163,12 @@ class CrossBatchMemory(nn.Module):
         # The queue keeps its own dtype (float32 unless the module was cast): the inputs are cast to
         # it, so a bf16 or float64 call neither changes the buffers nor mixes dtypes in the loss.
         embeddings = embeddings.to(self.embedding_memory.dtype)
-        labels = labels.to(device=device, dtype=self.label_memory.dtype)
+        return embeddings, labels.to(device=device, dtype=self.label_memory.dtype)
+
+    def _split_batch(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, enqueue_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(queries, their labels, rows to store, their labels): every row is both without a mask."""
         if enqueue_mask is not None:
             enqueue_mask = enqueue_mask.to(device=embeddings.device, dtype=torch.bool)
             if enqueue_mask.shape != labels.shape:
@@ -144,46 +184,31 @@ class CrossBatchMemory(nn.Module):
                 f"cannot store {len(to_store)} embeddings in a memory of size {self.memory_size}; "
                 "memory_size must be at least the batch size"
             )
+        return queries, query_labels, to_store, store_labels
 
-        if int(self.step) < self.warmup_steps:
-            indices = None if self.miner is None else self.miner(queries, query_labels)
-            loss = self.loss(queries, query_labels, indices)
-            self.step += 1
-            return loss
-
-        # The memory with this batch written in, without touching the buffers yet.
-        start = int(self.queue_idx)
-        slots = (start + torch.arange(len(to_store), device=device)) % self.memory_size
-        to_store = to_store.detach()
-        memory = self.embedding_memory.index_copy(0, slots, to_store)
-        memory_labels = self.label_memory.index_copy(0, slots, store_labels)
-        end = start + len(to_store)
-        filled = bool(self.has_been_filled) or end >= self.memory_size
-        stored = self.memory_size if filled else end
-        ref_emb, ref_labels = memory[:stored], memory_labels[:stored]
-
+    def _loss_against_memory(
+        self,
+        queries: torch.Tensor,
+        query_labels: torch.Tensor,
+        ref_emb: torch.Tensor,
+        ref_labels: torch.Tensor,
+        own_slots: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The loss of the queries against the memory, mined by the miner or over all pairs; a
+        query is never paired with its own copy at ``own_slots`` (None: no query is stored)."""
         if self.miner is None and hasattr(self.loss, "loss_from_pair_masks"):
             # all pairs as masks: no index tensors (half a million of them at B = 512)
             same, diff = label_masks(query_labels, ref_labels)
-            if enqueue_mask is None:
-                same[torch.arange(len(slots), device=same.device), slots] = False
-            loss = self.loss.loss_from_pair_masks(queries, ref_emb, same, diff)
+            if own_slots is not None:
+                same[torch.arange(len(own_slots), device=same.device), own_slots] = False
+            return self.loss.loss_from_pair_masks(queries, ref_emb, same, diff)
+        if self.miner is not None:
+            indices = as_indices_tuple(self.miner(queries, query_labels, ref_emb, ref_labels))
         else:
-            if self.miner is not None:
-                indices = as_indices_tuple(self.miner(queries, query_labels, ref_emb, ref_labels))
-            else:
-                indices = all_pairs(query_labels, ref_labels)
-            if enqueue_mask is None:
-                indices = drop_self_comparisons(indices, slots)
-            loss = self.loss(queries, query_labels, indices, ref_emb, ref_labels)
-
-        with torch.no_grad():  # in place: the buffers keep their dtype, device and identity
-            self.embedding_memory.index_copy_(0, slots, to_store)
-            self.label_memory.index_copy_(0, slots, store_labels)
-            self.queue_idx.fill_(end % self.memory_size)
-            self.has_been_filled.fill_(filled)
-            self.step += 1
-        return loss
+            indices = all_pairs(query_labels, ref_labels)
+        if own_slots is not None:
+            indices = drop_self_comparisons(indices, own_slots)
+        return self.loss(queries, query_labels, indices, ref_emb, ref_labels)
 
     def extra_repr(self) -> str:
         return (

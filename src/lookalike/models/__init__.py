@@ -1,4 +1,13 @@
-"""Models: timm backbones (plus the small convnet4), pooling, embedding heads, freezing, checkpoints.
+"""Models: the network that turns an image into an embedding, and its files.
+
+- ``backbones.py``: the backbone factory over timm (``create_model`` names and aliases, the
+  preprocessing each expects); ``small_cnn.py``: the small Conv-4 (``lookalike_convnet4``);
+  ``weights.py``: loading local weights files;
+- ``pooling.py``, ``heads.py``: pooling and embedding heads; ``embedder.py``: backbone + pooling +
+  head as one :class:`Embedder`, with its parameter groups; ``freezing.py``: freezing policies;
+- ``config.py``: the model's part of a config (:class:`ModelConfig`);
+- ``checkpoint.py``: saving and loading checkpoints; ``inference.py``: a checkpoint or backbone
+  ready to embed images, with its calibrated threshold.
 
 Importing this package registers ``lookalike_convnet4`` in timm's model registry.
 """

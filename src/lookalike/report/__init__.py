@@ -1,4 +1,5 @@
-"""Reports people want to look at: the demo's self-contained HTML page and its figures."""
+"""Reports people want to look at: the demo's self-contained HTML page (``html.py``, its page
+template in ``_template.py``) and its figures (``figures.py``: training curves, ROC)."""
 
 from lookalike.report.figures import roc_figure, training_figure
 from lookalike.report.html import (

@@ -1,9 +1,18 @@
-"""Training: the fit loop and its parts (state, components, epoch, validation, checkpoints), the
-schedule, DDP helpers, run history and plots."""
+"""Training: one readable fit loop (:func:`fit`) and its parts.
 
-# re-exported for the `evaluate` command's import path; they live outside training/
-from lookalike.devices import resolve_device
-from lookalike.evaluation import evaluate_split, split_frames
+- ``loop.py``: :func:`fit`, from a config to a run folder (or a resumed one), epoch by epoch;
+- ``components.py``: everything a run is built from its config (model, batches, miner, loss,
+  optimizer; :func:`build_components`) and one optimisation step (:class:`Learner`);
+- ``state.py`` (what a run has done), ``epoch.py`` (one epoch), ``validation.py`` (evaluating on
+  val, keeping the best), ``checkpoints.py`` (``last.pt`` / ``best.pt``), ``head_phase.py``
+  (``optim.head_epochs``), ``data.py`` (the seeded training batches), ``schedule.py``, ``rng.py``;
+- ``history.py``: the run's ``metrics.jsonl`` / ``train_log.jsonl`` and its plots;
+- ``threshold.py``: calibrating the match threshold of ``best.pt`` at the end of a run.
+
+Multi-process runs go through :mod:`lookalike.distributed`, evaluation through
+:mod:`lookalike.evaluation`, both below this package.
+"""
+
 from lookalike.training.components import Components, Learner, build_components
 from lookalike.training.epoch import train_epoch
 from lookalike.training.loop import FitResult, fit, load_run_config
@@ -16,11 +25,8 @@ __all__ = [
     "Learner",
     "TrainState",
     "build_components",
-    "evaluate_split",
     "fit",
     "load_run_config",
-    "resolve_device",
-    "split_frames",
     "train_epoch",
     "validate",
 ]

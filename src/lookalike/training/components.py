@@ -48,6 +48,7 @@ __all__ = [
     "build_criterion",
     "build_ema",
     "build_learner",
+    "build_train_data",
 ]
 
 
@@ -205,84 +206,23 @@ def build_components(
     """Build a run from its config and split manifest (``frame``); a resumed run rebuilds the
     embedder from its ``checkpoint`` (no download, no weights file needed) and then loads the rest
     of its state with :meth:`Learner.load_state_dict`."""
-    device = dist.device
-    embedder = (checkpoint.embedder if checkpoint is not None else create_embedder(config.model)).to(device)
-    prep = embedder.preprocessing
+    embedder = (checkpoint.embedder if checkpoint is not None else create_embedder(config.model)).to(
+        dist.device
+    )
     train_frame = frame[frame["split"] == "train"].reset_index(drop=True)
-    augment = config.augment.model_dump()
-    dataset = ManifestDataset(
-        train_frame,
-        transform=train_transform(prep, **augment),
-        cache_bytes=config.data.cache_images_mb * 2**20 if config.data.cache_images else 0,
-    )
-    sampler = PKSampler(
-        dataset.labels,
-        p=config.sampler.p,
-        k=config.sampler.k,
-        seed=config.train.seed,
-        rank=dist.rank,
-        world_size=dist.world_size,
-    )
-    batches_per_epoch = len(sampler)
-    if config.train.steps_per_epoch is not None:
-        batches_per_epoch = min(batches_per_epoch, config.train.steps_per_epoch * config.optim.accumulate)
-
     cache = config.model.freeze == "frozen" and config.train.cache_features
-
-    def cache_features() -> torch.Tensor:
-        if console is not None:
-            console.print(
-                f"caching frozen backbone features of {len(train_frame)} training images (eval transform)"
-            )
-        return embed_frame(
-            embedder,
-            train_frame,
-            batch_size=config.data.eval_batch_size,
-            device=device,
-            features_only=True,
-            num_workers=config.data.num_workers,
-        )
-
-    data = TrainData(
-        dataset,
-        SeededBatches(sampler, seed=config.train.seed + 7919 * dist.rank),
-        batches_per_epoch=batches_per_epoch,
-        device=device,
-        num_workers=config.data.num_workers,
-        cache_features=cache_features if cache else None,
-        # images in memory and augmentations with a batched form: augmented a batch at a time
-        batch_transform=BatchTrainTransform(prep, **augment)
-        if dataset.cached and batchable(prep, **augment)
-        else None,
-    )
+    data = build_train_data(config, embedder, train_frame, dist=dist, cache_features=cache, console=console)
     miner = create_miner(config.miner.name, **config.miner.kwargs()) if config.miner.name else None
     if dist.enabled and miner is not None and getattr(miner, "seed", 0) is None:
         # an unseeded random miner would draw differently on each rank from the same gathered batch
         miner.seed = shared_seed(dist)
-    criterion = build_criterion(config, embedder, len(dataset.classes), miner)
-    steps_per_epoch = math.ceil(batches_per_epoch / config.optim.accumulate)
-    # with model.freeze=frozen the whole run trains only the head: optim.head_epochs is ignored
-    frozen = config.model.freeze == "frozen"
-    head_steps = 0 if frozen else round(config.optim.head_epochs * steps_per_epoch)
-    if head_steps > 0 and console is not None:  # (a phase with nothing to train: refused by the config)
-        console.print(
-            f"head-first phase: the backbone is frozen for the first {head_steps} of "
-            f"{steps_per_epoch * config.train.epochs} optimizer steps (optim.head_epochs)"
-        )
-    try:
-        groups = embedder.param_groups(
-            lr=config.optim.lr,
-            backbone_lr=config.optim.backbone_lr,
-            weight_decay=config.optim.weight_decay,
-            layer_decay=config.optim.layer_decay,
-        )
-    except ValueError as err:  # a backbone whose blocks are not known
-        decay = config.optim.layer_decay
-        raise ConfigError(f"optim.layer_decay={decay} needs the backbone's blocks: {err}") from None
+    criterion = build_criterion(config, embedder, len(data.dataset.classes), miner)
+    steps_per_epoch = math.ceil(data.batches_per_epoch / config.optim.accumulate)
+    head_steps = _head_steps(config, steps_per_epoch, console)
     learner = build_learner(
         config,
         _HeadOnly(embedder) if cache else embedder,
-        groups,
+        _param_groups(config, embedder),
         criterion,
         miner,
         dist=dist,
@@ -303,6 +243,93 @@ def build_components(
         ema=build_ema(config, embedder),
         head_first=HeadFirst(embedder, head_steps) if head_steps > 0 else None,
     )
+
+
+def build_train_data(
+    config: TrainingConfig,
+    embedder: Embedder,
+    train_frame: pd.DataFrame,
+    *,
+    dist: DistInfo,
+    cache_features: bool = False,
+    console: Console | None = None,
+) -> TrainData:
+    """The training batches of this rank: the train rows augmented for ``embedder``'s input, drawn
+    in seeded PK batches; with ``cache_features`` the frozen backbone's features of the images
+    (eval transform) are computed once and trained on instead."""
+    prep = embedder.preprocessing
+    augment = config.augment.model_dump()
+    dataset = ManifestDataset(
+        train_frame,
+        transform=train_transform(prep, **augment),
+        cache_bytes=config.data.cache_images_mb * 2**20 if config.data.cache_images else 0,
+    )
+    sampler = PKSampler(
+        dataset.labels,
+        p=config.sampler.p,
+        k=config.sampler.k,
+        seed=config.train.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+    )
+    batches_per_epoch = len(sampler)
+    if config.train.steps_per_epoch is not None:
+        batches_per_epoch = min(batches_per_epoch, config.train.steps_per_epoch * config.optim.accumulate)
+
+    def features() -> torch.Tensor:
+        if console is not None:
+            console.print(
+                f"caching frozen backbone features of {len(train_frame)} training images (eval transform)"
+            )
+        return embed_frame(
+            embedder,
+            train_frame,
+            batch_size=config.data.eval_batch_size,
+            device=dist.device,
+            features_only=True,
+            num_workers=config.data.num_workers,
+        )
+
+    return TrainData(
+        dataset,
+        SeededBatches(sampler, seed=config.train.seed + 7919 * dist.rank),
+        batches_per_epoch=batches_per_epoch,
+        device=dist.device,
+        num_workers=config.data.num_workers,
+        cache_features=features if cache_features else None,
+        # images in memory and augmentations with a batched form: augmented a batch at a time
+        batch_transform=BatchTrainTransform(prep, **augment)
+        if dataset.cached and batchable(prep, **augment)
+        else None,
+    )
+
+
+def _head_steps(config: TrainingConfig, steps_per_epoch: int, console: Console | None) -> int:
+    """Optimizer steps of the head-first phase (``optim.head_epochs``); with model.freeze=frozen
+    the whole run trains only the head, so there is no such phase."""
+    if config.model.freeze == "frozen":
+        return 0
+    head_steps = round(config.optim.head_epochs * steps_per_epoch)
+    if head_steps > 0 and console is not None:  # (a phase with nothing to train: refused by the config)
+        console.print(
+            f"head-first phase: the backbone is frozen for the first {head_steps} of "
+            f"{steps_per_epoch * config.train.epochs} optimizer steps (optim.head_epochs)"
+        )
+    return head_steps
+
+
+def _param_groups(config: TrainingConfig, embedder: Embedder) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups (learning rates, weight decay, layer decay)."""
+    try:
+        return embedder.param_groups(
+            lr=config.optim.lr,
+            backbone_lr=config.optim.backbone_lr,
+            weight_decay=config.optim.weight_decay,
+            layer_decay=config.optim.layer_decay,
+        )
+    except ValueError as err:  # a backbone whose blocks are not known
+        decay = config.optim.layer_decay
+        raise ConfigError(f"optim.layer_decay={decay} needs the backbone's blocks: {err}") from None
 
 
 def build_ema(config: TrainingConfig, embedder: Embedder) -> ModelEmaV3 | None:

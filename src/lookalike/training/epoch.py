@@ -46,17 +46,7 @@ def train_epoch(
             loss=float("nan"),
             rate=0.0,
         )
-    pending_loss = torch.zeros((), dtype=torch.float64, device=c.device)  # not yet read by the host
-    pending_n = 0
-
-    def read_loss() -> None:
-        nonlocal pending_n
-        if pending_n:
-            state.epoch_loss_sum += float(pending_loss)
-            state.epoch_loss_n += pending_n
-            pending_loss.zero_()
-            pending_n = 0
-
+    pending = _PendingLoss(state, c.device)
     c.embedder.train()
     images = 0
     t_start = t_last = time.perf_counter()
@@ -65,29 +55,20 @@ def train_epoch(
         steps_now = state.next_batch % config.optim.accumulate == 0 or state.next_batch == n_batches
         if c.head_first is not None:  # the backbone frozen or training, as global_step says
             c.head_first.apply(state.global_step, learner)
-        pending_loss += learner.forward_backward(inputs, labels, sync=steps_now)
-        pending_n += 1
+        pending.add(learner.forward_backward(inputs, labels, sync=steps_now))
         images += len(labels) * world
         state.train_images += len(labels) * world
         now = time.perf_counter()
         state.train_seconds += now - t_last
         t_last = now
         if steps_now:
-            learner.step()
-            state.global_step += 1
-            if c.ema is not None:
-                c.ema.update(c.embedder, step=state.global_step)
-            if config.train.checkpoint_every and state.global_step % config.train.checkpoint_every == 0:
-                read_loss()
-                save_last(c, state)
-            if on_step is not None:
-                on_step(state.global_step)
+            _optimizer_step(c, state, pending, on_step)
         if state.next_batch % config.train.log_every == 0 or state.next_batch == n_batches:
-            read_loss()
+            pending.read()
             if task is not None:
                 rate = images / max(time.perf_counter() - t_start, 1e-9)
                 progress.update(task, completed=state.next_batch, loss=state.epoch_loss, rate=rate)
-    read_loss()
+    pending.read()
     if task is not None:
         progress.remove_task(task)
     record = {
@@ -102,6 +83,44 @@ def train_epoch(
     state.epoch, state.next_batch = state.epoch + 1, 0
     state.epoch_loss_sum, state.epoch_loss_n = 0.0, 0
     return record
+
+
+class _PendingLoss:
+    """The batches' losses summed on the device, added to ``state``'s epoch loss only when read
+    (so that logging forces no device sync per step)."""
+
+    def __init__(self, state: TrainState, device: torch.device) -> None:
+        self.state = state
+        self.total = torch.zeros((), dtype=torch.float64, device=device)
+        self.n = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.total += loss
+        self.n += 1
+
+    def read(self) -> None:
+        if self.n:
+            self.state.epoch_loss_sum += float(self.total)
+            self.state.epoch_loss_n += self.n
+            self.total.zero_()
+            self.n = 0
+
+
+def _optimizer_step(
+    c: Components, state: TrainState, pending: _PendingLoss, on_step: Callable[[int], None] | None
+) -> None:
+    """One optimizer step, then the EMA update, a mid-epoch ``last.pt`` every
+    ``train.checkpoint_every`` steps (with the loss read first) and ``on_step``."""
+    c.learner.step()
+    state.global_step += 1
+    if c.ema is not None:
+        c.ema.update(c.embedder, step=state.global_step)
+    every = c.config.train.checkpoint_every
+    if every and state.global_step % every == 0:
+        pending.read()
+        save_last(c, state)
+    if on_step is not None:
+        on_step(state.global_step)
 
 
 def _learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
