@@ -36,6 +36,7 @@ __all__ = [
     "TrainingConfig",
     "apply_overrides",
     "load_config",
+    "read_yaml",
     "save_config",
 ]
 
@@ -444,14 +445,20 @@ def validate_config(raw: dict[str, Any], *, source: str = "config") -> TrainingC
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainingConfig:
     """Read a YAML config, apply ``--set`` overrides, validate strictly."""
+    raw = read_yaml(path, what="config file")
+    return validate_config(apply_overrides(raw, overrides or []), source=str(path))
+
+
+def read_yaml(path: str | Path, *, what: str) -> Any:
+    """The parsed YAML file at ``path`` ({} when empty); a missing file or bad YAML is a
+    ConfigError that names ``what`` and the path."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"{what} {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
-    return validate_config(apply_overrides(raw, overrides or []), source=str(path))
 
 
 def config_to_dict(config: TrainingConfig) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lookalike.config import ConfigError, LossConfig, TrainingConfig
+from lookalike.config import ConfigError, LossConfig, TrainingConfig, read_yaml
 
 if TYPE_CHECKING:
     import optuna
@@ -196,14 +196,7 @@ def check_space(space: SearchSpace, *, source: str = "search space") -> SearchSp
 
 def load_space(path: str | Path) -> SearchSpace:
     """Read and check a search-space YAML file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"search space file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from None
-    return parse_space(raw, source=str(path))
+    return parse_space(read_yaml(path, what="search space file"), source=str(path))
 
 
 def parse_space(raw: Any, *, source: str = "search space") -> SearchSpace:
