@@ -242,6 +242,21 @@ def test_every_module_has_a_layer():
         _layer_of(module)
 
 
+def test_the_root_docstring_states_the_same_layers():
+    """``lookalike/__init__.py`` lists the layers for readers: the same names, order and members."""
+    import re
+
+    doc = ast.get_docstring(ast.parse((PACKAGE / "__init__.py").read_text())) or ""
+    blocks = re.split(r"^(\d+)\. (\w+):", doc, flags=re.MULTILINE)[1:]
+    stated = [(int(blocks[i]), blocks[i + 1], blocks[i + 2]) for i in range(0, len(blocks), 3)]
+    assert [(n, name) for n, name, _ in stated] == [(i + 1, name) for i, (name, _) in enumerate(LAYERS)]
+    for (_, name, text), (_, members) in zip(stated, LAYERS, strict=True):
+        for module in members:
+            short = module.removeprefix("lookalike.")
+            said = "root package" in text if module == "lookalike" else re.search(rf"``{short}/?``", text)
+            assert said, f"layer {name!r} in the root docstring does not name {module}"
+
+
 def test_no_import_from_a_lower_layer_to_a_higher_one():
     found = {}
     for imp in _imports():

@@ -1,7 +1,8 @@
 """lookalike: train, evaluate and serve image-retrieval models by deep metric learning.
 
 One concept per module or package, in layers; a module imports only from its own layer or a lower
-one, and no two modules import each other (``tests/test_layers.py`` checks both). Lowest first:
+one, no two modules import each other, and no function is over 80 lines (``tests/test_layers.py``
+checks all three). Lowest first:
 
 1. foundations: ``_arrays``, ``_io`` (atomic writes), ``_version``, ``registry`` (pick by name),
    ``devices`` (the device rule), ``tuples`` (miner output types), ``distances``, ``distributed``
@@ -14,7 +15,8 @@ one, and no two modules import each other (``tests/test_layers.py`` checks both)
 6. workflows: ``training/`` (the fit loop), ``gallery/`` (stores, search, match decision),
    ``tuning/`` (hyper-parameter studies), ``report/`` (the HTML report)
 7. applications: ``demo`` (the whole path on built-in data), ``service/`` (the HTTP service)
-8. commands: ``cli/`` (the ``lookalike`` command) and this root package
+8. commands: ``cli/`` (the ``lookalike`` command, also ``python -m lookalike`` by ``__main__``) and
+   this root package
 
 The root package itself holds only the version, so importing any part of lookalike stays cheap;
 the public API is each package's ``__all__``.
