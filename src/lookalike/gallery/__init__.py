@@ -1,16 +1,21 @@
-"""The gallery: a persistent, searchable set of embeddings (FAISS folder or Milvus), see
-:mod:`lookalike.gallery.store`."""
+"""The gallery: a persistent, searchable set of embeddings (FAISS folder or Milvus).
 
+What lives here: the store protocol and header (``store``), the item rules (``items``), which
+backend a location names (``location``), creating/opening (``opening``), what the backends share
+(``backend``), the two backends (``faiss_store``, ``milvus_store``), building a gallery from a
+model (``indexing``) and the matcher (search + match decision, ``matcher``).
+"""
+
+from lookalike.gallery.location import is_milvus_location
 from lookalike.gallery.matcher import Matcher, Neighbour, SearchResult
+from lookalike.gallery.opening import create_gallery, open_gallery
 from lookalike.gallery.store import (
     GalleryError,
     GalleryHeader,
     GalleryLockedError,
     GalleryStore,
     check_model,
-    create_gallery,
     index_recall,
-    open_gallery,
 )
 
 __all__ = [
@@ -24,5 +29,6 @@ __all__ = [
     "check_model",
     "create_gallery",
     "index_recall",
+    "is_milvus_location",
     "open_gallery",
 ]

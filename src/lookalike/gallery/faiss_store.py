@@ -41,17 +41,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lookalike.gallery.store import (
-    FORMAT_VERSION,
-    GalleryError,
-    GalleryHeader,
-    WriterLock,
-    check_embeddings,
-    check_k,
-    merge_items,
-    prepare_items,
-    to_distance,
-)
+from lookalike.gallery.backend import WriterLock, check_embeddings, to_distance
+from lookalike.gallery.items import merge_items, prepare_items
+from lookalike.gallery.store import FORMAT_VERSION, GalleryError, GalleryHeader, check_k
 
 __all__ = ["POINTER_FILE", "FaissFolderStore"]
 

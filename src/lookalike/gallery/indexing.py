@@ -173,9 +173,10 @@ def build_gallery(
     open. The batch is checked first; if creating or adding fails, a gallery folder this call
     created is removed again, so nothing half-built is left."""
     from lookalike.gallery import create_gallery
+    from lookalike.gallery.location import gallery_folder
 
     check_items(embeddings, items, embed_dim=header.embed_dim)
-    folder = _folder(location)
+    folder = gallery_folder(location)
     existed = folder is not None and folder.exists()
     store = None
     try:
@@ -196,9 +197,3 @@ def _absolute_source(source: str) -> str:
     if kind == "checkpoint" and value:
         return f"checkpoint:{Path(value).resolve()}"
     return source
-
-
-def _folder(location: str | Path) -> Path | None:
-    """The folder of a folder store; None for Milvus locations."""
-    text = str(location)
-    return None if text.startswith(("milvus-lite:", "milvus://")) else Path(text)

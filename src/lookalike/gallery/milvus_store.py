@@ -38,17 +38,10 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pandas as pd
 
-from lookalike.gallery.store import (
-    MILVUS_LITE_PREFIX,
-    MILVUS_PREFIX,
-    GalleryError,
-    GalleryHeader,
-    WriterLock,
-    check_embeddings,
-    check_k,
-    prepare_items,
-    to_distance,
-)
+from lookalike.gallery.backend import WriterLock, check_embeddings, to_distance
+from lookalike.gallery.items import prepare_items
+from lookalike.gallery.location import MILVUS_LITE_PREFIX, MILVUS_PREFIX
+from lookalike.gallery.store import GalleryError, GalleryHeader, check_k
 
 __all__ = ["DEFAULT_COLLECTION", "MilvusLocation", "MilvusStore", "milvus_index_params", "parse_location"]
 

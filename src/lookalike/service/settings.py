@@ -88,6 +88,8 @@ class ServiceSettings(BaseSettings):
         folder (not a ``milvus...:`` URI), else None (added items then have no thumbnail)."""
         if self.uploads_dir is not None:
             return self.uploads_dir
-        if self.gallery is None or self.gallery.startswith(("milvus-lite:", "milvus://")):
+        from lookalike.gallery.location import is_milvus_location
+
+        if self.gallery is None or is_milvus_location(self.gallery):
             return None
         return Path(self.gallery) / "uploads"
