@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 import lookalike
 from lookalike.service.batching import MicroBatcher
 from lookalike.service.body_limit import BodyLimit
-from lookalike.service.budget import PixelBudget
+from lookalike.service.budget import PixelBudget, return_freed_images_to_the_os
 from lookalike.service.metrics import ServiceMetrics
 from lookalike.service.routers import info_router, items_router, search_router
 from lookalike.service.routers.info import STATIC_DIR
@@ -68,6 +68,7 @@ def _lifespan(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = matcher is None
+        return_freed_images_to_the_os()
         m = matcher if matcher is not None else await anyio.to_thread.run_sync(open_matcher, settings)
         try:
             state = _state(settings, m, metrics)

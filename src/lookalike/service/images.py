@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lookalike.data.dataset import to_rgb
+
 if TYPE_CHECKING:
     from lookalike.models.backbones import Preprocessing
 
@@ -109,8 +111,10 @@ def probe_image(
 
 
 def decode_image(data: bytes, *, name: str, max_bytes: int, max_pixels: int) -> Image.Image:
-    """Decode ``data`` into an RGB image (EXIF orientation applied).
+    """Decode ``data`` into a PIL image in its own mode (EXIF orientation applied in place).
 
+    It is converted to RGB where it is embedded, by :func:`lookalike.data.to_rgb`, the way image files
+    are read (transparency on white): an RGB copy made here would only hold 4 bytes a pixel longer.
     413 when the file is over ``max_bytes`` or the picture over ``max_pixels`` (checked from the
     header, before any pixel is decoded), 422 for an empty or truncated file, 415 for a file that is
     not an image PIL can read.
@@ -120,8 +124,8 @@ def decode_image(data: bytes, *, name: str, max_bytes: int, max_pixels: int) -> 
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
-            image = ImageOps.exif_transpose(image)
-            return image.convert("RGB")
+            ImageOps.exif_transpose(image, in_place=True)
+            return image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise UploadError(
             413, f"{name}: refused as a decompression bomb ({err}); send a smaller image"
@@ -141,5 +145,5 @@ def render_thumbnail(path: Path, *, size: int, max_pixels: int) -> bytes:
     image = decode_image(data, name=path.name, max_bytes=max(len(data), 1), max_pixels=max_pixels)
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
-    image.save(out, format="PNG", optimize=False)
+    to_rgb(image).save(out, format="PNG", optimize=False)
     return out.getvalue()

@@ -25,6 +25,7 @@ from fastapi import HTTPException
 from PIL import Image
 
 from lookalike._io import atomic_path
+from lookalike.data.dataset import to_rgb
 from lookalike.service.batching import MicroBatcher
 from lookalike.service.budget import PixelBudget
 from lookalike.service.images import render_thumbnail
@@ -120,7 +121,7 @@ class ServiceState:
             if self.uploads_dir is not None:
                 stored = (self.uploads_dir / f"{uuid.uuid4().hex}.png").resolve()
                 with atomic_path(stored, suffix=".png") as tmp:
-                    image.save(tmp, format="PNG")
+                    to_rgb(image).save(tmp, format="PNG")  # what embedding saw: RGB, transparency on white
             try:
                 self.matcher.add(
                     [image],
