@@ -128,6 +128,10 @@ def _check_column(df: pd.DataFrame, col: str) -> None:
             row = int(np.argmax(values.to_numpy() > _INT64[1]))
             _check_value(col, int(values.iloc[row]), where=f" (row {row})")
     elif values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+        if pd.api.types.infer_dtype(values, skipna=True) == "string":  # the common case, vectorised
+            lengths = values.str.len().fillna(0).to_numpy()
+            if len(lengths) == 0 or lengths.max() <= MAX_TEXT_CHARS:
+                return
         for row, value in enumerate(values.tolist()):
             _check_value(col, value, where=f" (row {row})")
 
