@@ -137,10 +137,12 @@ def test_a_completed_overwrite_replaces_the_gallery(location, unit):
     with create_gallery(loc, GalleryHeader(embed_dim=D), embeddings=unit(30, D, seed=0), items=_items(30)):
         pass
     new = GalleryHeader(embed_dim=D, threshold=0.5)
-    with create_gallery(
-        loc, new, overwrite=True, embeddings=unit(5, D, seed=1), items=_items(5, "n")
-    ) as store:
+    x = unit(5, D, seed=1)
+    with create_gallery(loc, new, overwrite=True, embeddings=x, items=_items(5, "n")) as store:
         assert len(store) == 5
+        assert store.search(x[2:3], 1)[1][0, 0] == "n2"  # the store returned is the new one, usable
+        store.add(unit(1, D, seed=3), pd.DataFrame({"id": ["n5"], "label": "l"}))
+        assert store.remove(["n5"]) == 1
     with open_gallery(loc) as store:
         assert store.header == new and store.items()["id"].tolist() == [f"n{i}" for i in range(5)]
 

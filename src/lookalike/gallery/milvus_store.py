@@ -249,6 +249,7 @@ class MilvusStore:
         client.rename_collection(name, f"{name}{_OLD}")
         client.rename_collection(f"{name}{_NEW}", name)
         client.drop_collection(f"{name}{_OLD}")
+        client.load_collection(name)  # a renamed collection comes back released
         self.location = loc
 
     @classmethod
