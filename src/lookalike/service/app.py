@@ -19,7 +19,7 @@ import anyio
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-import lookalike
+from lookalike._version import __version__
 from lookalike.service.batching import MicroBatcher
 from lookalike.service.body_limit import BodyLimit
 from lookalike.service.budget import PixelBudget, return_freed_images_to_the_os
@@ -45,7 +45,7 @@ def create_app(settings: ServiceSettings, *, matcher: Matcher | None = None) -> 
     metrics = ServiceMetrics()
     app = FastAPI(
         title="lookalike",
-        version=lookalike.__version__,
+        version=__version__,
         summary="Which known object is this, if any? Upload an image, get its nearest gallery items "
         "and a match / no-match decision.",
         lifespan=_lifespan(settings, matcher, metrics),

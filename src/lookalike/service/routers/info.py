@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-import lookalike
+from lookalike._version import __version__
 from lookalike.service.dependencies import get_state
 from lookalike.service.schemas import HealthResponse
 from lookalike.service.state import ServiceState
@@ -34,7 +34,7 @@ async def health(state: ServiceState = Depends(get_state)) -> dict[str, Any]:
     header = state.matcher.gallery.header
     return {
         "status": "ok",
-        "version": lookalike.__version__,
+        "version": __version__,
         "model_fingerprint": model.fingerprint,
         "model_source": model.source,
         "distance": header.distance,
