@@ -206,3 +206,36 @@ def test_metadata_columns_per_gallery_are_bounded(location, unit):
         with pytest.raises(ValueError, match=f"at most {MAX_GALLERY_COLUMNS} are kept"):
             store.add(unit(1, D, seed=99), pd.DataFrame([{"id": "z", "label": "l", "one_more": 1}]))
         assert len(store) == MAX_GALLERY_COLUMNS // MAX_METADATA_KEYS
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from lookalike.gallery import open_gallery
+
+    store = open_gallery(sys.argv[1])
+    print("ready", flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def test_a_milvus_lite_file_open_in_another_process_is_a_clear_error(tmp_path, unit):
+    pytest.importorskip("milvus_lite", reason="Milvus Lite is not installed here")
+    from lookalike.gallery import GalleryError
+
+    loc = f"milvus-lite:{tmp_path / 'held.db'}"
+    with create_gallery(loc, GalleryHeader(embed_dim=D), embeddings=unit(3, D, seed=0), items=_items(3)):
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, loc], env=_env(), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(GalleryError, match="Milvus Lite lets one process at a time open a file"):
+            open_gallery(loc)
+    finally:
+        holder.kill()
+        holder.wait()
+    with open_gallery(loc) as store:  # once it is gone, the file opens again
+        assert len(store) == 3
