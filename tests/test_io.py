@@ -75,3 +75,26 @@ def test_run_files_are_readable_by_others_under_umask_022(tmp_path, umask):
     save_checkpoint(tmp_path / "last.pt", create_embedder_from("convnet4", embed_dim=4, image_size=16))
     for name in ("c.yaml", "split.csv", "last.pt"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+def test_atomic_writes_are_flushed_before_and_after_the_rename(tmp_path, monkeypatch):
+    """The data reaches the disk before the name points at it, and the rename itself is flushed."""
+    import sys
+    from pathlib import Path
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc/self/fd to name the flushed files")
+    flushed: list[str] = []
+    real = os.fsync
+
+    def recording(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    target = tmp_path / "out.txt"
+    atomic_write_text(target, "hello")
+    assert target.read_text() == "hello"
+    assert len(flushed) == 2
+    assert Path(flushed[0]).parent == tmp_path and Path(flushed[0]).name.startswith(".out.txt.")
+    assert Path(flushed[1]) == tmp_path

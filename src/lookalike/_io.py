@@ -38,7 +38,8 @@ def _final_mode(target: Path) -> int:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; on success it replaces ``path`` (one rename),
+    """Yield a temporary path in ``path``'s folder; on success it is flushed to disk and replaces
+    ``path`` (one rename, then the folder is flushed too),
     on any error it is removed and ``path`` is untouched. Creates the folder if needed. The result
     has the replaced file's mode, or for a new file 0666 less the umask (see the module docstring).
 
@@ -52,10 +53,26 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = ".tmp") -> Iterat
     try:
         yield tmp
         os.chmod(tmp, _final_mode(target))
+        _fsync(tmp)  # the data is on disk before the name points at it
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync(target.parent)  # and the rename itself survives a power loss
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file (or a folder: its entries) to disk; a platform that cannot open folders skips it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -311,9 +311,10 @@ def _location(out: str | None, store: str | None) -> str:
 
 
 def _exists(location: str) -> bool:
-    if location.startswith(("milvus-lite:", "milvus://")):
-        return False  # create_gallery refuses an existing collection itself
-    return Path(location).exists()
+    from lookalike.gallery.location import gallery_folder
+
+    folder = gallery_folder(location)  # None for Milvus: create_gallery refuses an existing collection
+    return folder is not None and folder.exists()
 
 
 def _one_source(manifest: Path | None, images: Path | None, embeddings: Path | None) -> None:

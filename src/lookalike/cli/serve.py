@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -40,72 +41,85 @@ def serve(
 ) -> None:
     """Serve search (POST /search), gallery edits (POST/DELETE /items, with the key in LOOKALIKE_API_KEY)
     and the web page (GET /) for GALLERY. The model and gallery load once, before listening."""
+    uvicorn, service = _imports()
+    options = dict(gallery=gallery, host=host, port=port, checkpoint=checkpoint, backbone=backbone)
+    options.update(weights=weights, k=k, threshold=threshold, max_upload_mb=max_upload_mb)
+    settings = _settings(
+        service, device, batch_window_ms=batch_window_ms, max_batch_size=max_batch_size, **options
+    )
+    matcher = _open(settings)
+    try:
+        _announce(settings, matcher)
+        app = service.create_app(settings, matcher=matcher)
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+    finally:
+        matcher.close()
+
+
+def _fail(message: object, code: int) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _imports() -> tuple[Any, Any]:
+    """uvicorn and the service package, or a one-line error naming the extra to install."""
     try:
         import uvicorn
-        from pydantic import ValidationError
 
-        from lookalike.cli._model_options import resolve_cli_device
-        from lookalike.gallery import GalleryError
-        from lookalike.gallery.matcher import Matcher
-        from lookalike.service import ServiceSettings, create_app
+        import lookalike.service as service
     except ImportError as err:
-        console.print(
-            f"[red]error:[/red] the service needs the serve extra ({err}): pip install 'lookalike[serve]'"
-        )
-        raise typer.Exit(2) from None
+        raise _fail(f"the service needs the serve extra ({err}): pip install 'lookalike[serve]'", 2) from None
+    return uvicorn, service
+
+
+def _settings(service: Any, device: str, **options: Any) -> Any:
+    """The service settings (the API key and other limits come from LOOKALIKE_* variables)."""
+    from pydantic import ValidationError
+
+    from lookalike.cli._model_options import resolve_cli_device
 
     try:
-        device = str(resolve_cli_device(device))
+        resolved = str(resolve_cli_device(device))
     except (ValueError, RuntimeError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+        raise _fail(err, 2) from None
     try:
-        settings = ServiceSettings(
-            gallery=gallery,
-            host=host,
-            port=port,
-            checkpoint=checkpoint,
-            backbone=backbone,
-            weights=weights,
-            device=device,
-            k=k,
-            threshold=threshold,
-            max_upload_mb=max_upload_mb,
-            batch_window_ms=batch_window_ms,
-            max_batch_size=max_batch_size,
-        )
+        return service.ServiceSettings(device=resolved, **options)
     except ValidationError as err:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in err.errors()
         )
-        console.print(f"[red]error:[/red] {problems}")
-        raise typer.Exit(2) from None
+        raise _fail(problems, 2) from None
+
+
+def _open(settings: Any) -> Any:
+    """The matcher, opened before listening so that a bad gallery or model is one line, not a trace."""
+    from lookalike.gallery import GalleryError
+    from lookalike.service.app import open_matcher
+
     try:
-        matcher = Matcher.open(
-            gallery,
-            checkpoint=checkpoint,
-            backbone=backbone,
-            weights=weights,
-            device=device,
-            writable=settings.writes_enabled,
-            threshold=threshold,
-        )
+        return open_matcher(settings)
     except (GalleryError, FileNotFoundError, ValueError, OSError, RuntimeError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from None
-    try:
+        raise _fail(err, 1) from None
+
+
+def _announce(settings: Any, matcher: Any) -> None:
+    console.print(
+        f"lookalike: serving {settings.gallery} ({len(matcher.gallery)} items, model {matcher.model.source}) "
+        f"on http://{settings.host}:{settings.port}/ (API docs at /docs)"
+    )
+    if matcher.threshold is None:
         console.print(
-            f"lookalike: serving {gallery} ({len(matcher.gallery)} items, model {matcher.model.source}) "
-            f"on http://{host}:{port}/ (API docs at /docs)"
+            "[yellow]warning:[/yellow] the gallery has no calibrated threshold, so searches answer "
+            "'no threshold' with the nearest label; set one with `lookalike index set-threshold GALLERY "
+            "--threshold VALUE` (or --target-far F --calibrate-on SPLIT_MANIFEST), or pass --threshold"
         )
-        if matcher.threshold is None:
-            console.print(
-                "[yellow]warning:[/yellow] the gallery has no calibrated threshold, so searches answer "
-                "'no threshold' with the nearest label; set one with `lookalike index set-threshold GALLERY "
-                "--threshold VALUE` (or --target-far F --calibrate-on SPLIT_MANIFEST), or pass --threshold"
-            )
-        if not settings.writes_enabled:
-            console.print("adding and removing items is off; set LOOKALIKE_API_KEY to turn it on")
-        uvicorn.run(create_app(settings, matcher=matcher), host=host, port=port, log_level=log_level)
-    finally:
-        matcher.close()
+    if settings.writes_enabled:
+        console.print(
+            "adding and removing items is on; this server holds the gallery's writer lock, so other "
+            "writers (`lookalike index add`) are refused while it runs"
+        )
+    else:
+        console.print(
+            "adding and removing items is off (set LOOKALIKE_API_KEY to turn it on); galleries written "
+            "by other processes are picked up as they change"
+        )

@@ -1,23 +1,21 @@
-"""The gallery: a persistent, searchable set of embeddings, and the match decision.
+"""The gallery: a persistent, searchable set of embeddings (FAISS folder or Milvus), and the match decision.
 
-- ``store.py``: the store protocol every backend implements, the gallery header, and opening or
-  creating a gallery by location; ``faiss_store.py``: the FAISS folder store (the embedded
-  default); ``milvus_store.py``: Milvus (Lite, server or cluster) for scale-out;
-- ``indexing.py``: building a gallery from a model and a manifest or embeddings file;
-- ``matcher.py``: search plus the match decision (:class:`Matcher`), what the CLI, the demo and
-  the service call.
+What lives here: the store protocol and header (``store``), the item rules (``items``), which
+backend a location names (``location``), creating/opening (``opening``), what the backends share
+(``backend``), the two backends (``faiss_store``, ``milvus_store``), building a gallery from a
+model (``indexing``) and the matcher (search + match decision, ``matcher``).
 """
 
+from lookalike.gallery.location import is_milvus_location
 from lookalike.gallery.matcher import Matcher, Neighbour, SearchResult
+from lookalike.gallery.opening import create_gallery, open_gallery
 from lookalike.gallery.store import (
     GalleryError,
     GalleryHeader,
     GalleryLockedError,
     GalleryStore,
     check_model,
-    create_gallery,
     index_recall,
-    open_gallery,
 )
 
 __all__ = [
@@ -31,5 +29,6 @@ __all__ = [
     "check_model",
     "create_gallery",
     "index_recall",
+    "is_milvus_location",
     "open_gallery",
 ]

@@ -41,17 +41,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lookalike.gallery.store import (
-    FORMAT_VERSION,
-    GalleryError,
-    GalleryHeader,
-    WriterLock,
-    check_embeddings,
-    check_k,
-    merge_items,
-    prepare_items,
-    to_distance,
-)
+from lookalike.gallery.backend import WriterLock, check_embeddings, to_distance
+from lookalike.gallery.items import merge_items, prepare_items
+from lookalike.gallery.store import FORMAT_VERSION, GalleryError, GalleryHeader, check_k
 
 __all__ = ["POINTER_FILE", "FaissFolderStore"]
 
@@ -141,6 +133,21 @@ def _faiss_message(error: Exception) -> str:
     if "failed: " in text:
         return text.split("failed: ", 1)[1]
     return text.rsplit(": ", 1)[-1] if text.startswith("Error in") else text
+
+
+def _check_create(folder: Path, *, overwrite: bool) -> bool:
+    """Whether a gallery is there (to be replaced); refuses a file, a gallery without ``overwrite``
+    and a folder holding other things."""
+    if folder.exists() and not folder.is_dir():
+        raise GalleryError(f"{folder} is a file; a gallery is a folder: choose another path")
+    exists = (folder / POINTER_FILE).is_file()
+    if exists and not overwrite:
+        raise GalleryError(
+            f"a gallery already exists at {folder}; pass overwrite=True (--overwrite) to replace it"
+        )
+    if not exists and folder.is_dir() and any(not _ours(p.name) for p in folder.iterdir()):
+        raise GalleryError(f"{folder} is a non-empty folder but not a gallery; choose a new or empty folder")
+    return exists
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,20 +272,20 @@ class FaissFolderStore:
 
     @classmethod
     def create(
-        cls, location: str | Path, header: GalleryHeader, *, overwrite: bool = False
+        cls,
+        location: str | Path,
+        header: GalleryHeader,
+        *,
+        overwrite: bool = False,
+        embeddings: np.ndarray | None = None,
+        items: pd.DataFrame | None = None,
     ) -> FaissFolderStore:
+        """A new gallery in ``folder``, holding ``embeddings`` and ``items`` when given. The first
+        generation is published complete or not at all: with ``overwrite``, the gallery it replaces is
+        left byte-identical when building the new one fails (a bad index factory, too few vectors to
+        train on, bad items)."""
         folder = Path(location)
-        if folder.exists() and not folder.is_dir():
-            raise GalleryError(f"{folder} is a file; a gallery is a folder: choose another path")
-        exists = (folder / POINTER_FILE).is_file()
-        if exists and not overwrite:
-            raise GalleryError(
-                f"a gallery already exists at {folder}; pass overwrite=True (--overwrite) to replace it"
-            )
-        if not exists and folder.is_dir() and any(not _ours(p.name) for p in folder.iterdir()):
-            raise GalleryError(
-                f"{folder} is a non-empty folder but not a gallery; choose a new or empty folder"
-            )
+        exists = _check_create(folder, overwrite=overwrite)
         index = _new_index(header)  # checks the factory string before anything is written
         folder.mkdir(parents=True, exist_ok=True)
         lock = WriterLock(folder / LOCK_FILE, f"gallery {folder}")
@@ -287,7 +294,7 @@ class FaissFolderStore:
             if exists:
                 with contextlib.suppress(GalleryError):
                     generation = int(_read_pointer(folder)["generation"])
-            items = pd.DataFrame(
+            items_frame = pd.DataFrame(
                 {
                     "id": pd.Series([], dtype=object),
                     "label": pd.Series([], dtype=object),
@@ -296,9 +303,13 @@ class FaissFolderStore:
                 }
             )
             vectors = None if header.is_exact else np.empty((0, header.embed_dim), dtype=np.float32)
-            snapshot = _Snapshot(header, generation, 0, index, items, vectors, {})
-            store = cls(folder, snapshot, lock)
-            store._publish(index, _arrow_table(items), items, vectors, next_fid=0, header=header)
+            store = cls(folder, _Snapshot(header, generation, 0, index, items_frame, vectors, {}), lock)
+            if embeddings is not None or items is not None:
+                store.add(embeddings, items)  # the new items and header published as one generation
+            if not store._snap.files:  # nothing published yet: no items, or an empty batch
+                store._publish(
+                    index, _arrow_table(items_frame), items_frame, vectors, next_fid=0, header=header
+                )
         except BaseException:
             lock.release()
             raise
@@ -528,6 +539,27 @@ class FaissFolderStore:
             "items": f"items-{generation:06d}.parquet",
             "vectors": None if vectors is None else f"vectors-{generation:06d}.npy",
         }
+        try:
+            mapped = self._write_generation(index, table, vectors, files, header.embed_dim)
+            _write_pointer(self.folder, self._pointer(header, generation, files, next_fid, int(index.ntotal)))
+        except Exception:  # nothing was published: the folder is left as it was
+            for name in files.values():
+                if name is not None:
+                    with contextlib.suppress(OSError):
+                        (self.folder / name).unlink()
+            raise
+        self._snap = _Snapshot(header, generation, next_fid, index, frame, mapped, files)
+        self._cleanup(keep={generation, generation - 1})
+        _crash_point("cleanup:after")
+
+    def _write_generation(
+        self,
+        index: faiss.Index,
+        table: pa.Table,
+        vectors: np.ndarray | _Concat | _Take | None,
+        files: dict[str, str | None],
+        d: int,
+    ) -> np.ndarray | None:
         index_path = self.folder / str(files["index"])
         faiss.write_index(index, str(index_path))
         _fsync(index_path)
@@ -536,14 +568,11 @@ class FaissFolderStore:
         pq.write_table(table, items_path)
         _fsync(items_path)
         _crash_point("write:items")
-        mapped = None
-        if vectors is not None:
-            mapped = _write_vectors(self.folder / str(files["vectors"]), vectors, header.embed_dim)
-            _crash_point("write:vectors")
-        _write_pointer(self.folder, self._pointer(header, generation, files, next_fid, int(index.ntotal)))
-        self._snap = _Snapshot(header, generation, next_fid, index, frame, mapped, files)
-        self._cleanup(keep={generation, generation - 1})
-        _crash_point("cleanup:after")
+        if vectors is None:
+            return None
+        mapped = _write_vectors(self.folder / str(files["vectors"]), vectors, d)
+        _crash_point("write:vectors")
+        return mapped
 
     def _cleanup(self, *, keep: set[int]) -> None:
         for path in self.folder.iterdir():

@@ -170,21 +170,24 @@ def build_gallery(
     overwrite: bool = False,
 ) -> GalleryStore:
     """Create a gallery at ``location`` holding ``items`` with ``embeddings`` (N, D) and return it
-    open. The batch is checked first; if creating or adding fails, a gallery folder this call
-    created is removed again, so nothing half-built is left."""
+    open. The batch is checked first; the gallery is built aside and swapped in complete, so a failure
+    leaves a gallery it was to replace (``overwrite``) as it was, and removes a folder this call
+    created."""
     from lookalike.gallery import create_gallery
+    from lookalike.gallery.location import gallery_folder
 
     check_items(embeddings, items, embed_dim=header.embed_dim)
-    folder = _folder(location)
+    folder = gallery_folder(location)
     existed = folder is not None and folder.exists()
-    store = None
     try:
-        store = create_gallery(location, header, overwrite=overwrite)
-        store.add(np.ascontiguousarray(embeddings, dtype=np.float32), items.reset_index(drop=True))
-        return store
+        return create_gallery(
+            location,
+            header,
+            overwrite=overwrite,
+            embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),
+            items=items.reset_index(drop=True),
+        )
     except BaseException:
-        if store is not None:
-            store.close()
         if folder is not None and not existed and folder.exists():
             shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -196,9 +199,3 @@ def _absolute_source(source: str) -> str:
     if kind == "checkpoint" and value:
         return f"checkpoint:{Path(value).resolve()}"
     return source
-
-
-def _folder(location: str | Path) -> Path | None:
-    """The folder of a folder store; None for Milvus locations."""
-    text = str(location)
-    return None if text.startswith(("milvus-lite:", "milvus://")) else Path(text)

@@ -38,17 +38,10 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pandas as pd
 
-from lookalike.gallery.store import (
-    MILVUS_LITE_PREFIX,
-    MILVUS_PREFIX,
-    GalleryError,
-    GalleryHeader,
-    WriterLock,
-    check_embeddings,
-    check_k,
-    prepare_items,
-    to_distance,
-)
+from lookalike.gallery.backend import WriterLock, check_embeddings, to_distance
+from lookalike.gallery.items import check_column_count, check_id, prepare_items
+from lookalike.gallery.location import MILVUS_LITE_PREFIX, MILVUS_PREFIX
+from lookalike.gallery.store import GalleryError, GalleryHeader, check_k
 
 __all__ = ["DEFAULT_COLLECTION", "MilvusLocation", "MilvusStore", "milvus_index_params", "parse_location"]
 
@@ -66,7 +59,8 @@ _CHUNK = 2000  # rows per insert / ids per query expression
 _SEARCH_CHUNK = 16
 _MAX_TOPK = 16384  # Milvus' limit on k (and on rows per query)
 _SEQ_RANGE = 10000  # rows per query when reading everything (Milvus returns at most 16384)
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+_NEW, _OLD = "__new", "__old"  # suffixes of a replacement being built / of the gallery it replaces
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +106,7 @@ def parse_location(location: str) -> MilvusLocation:
 
 
 def _collection(name: str, location: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise GalleryError(
             f"Milvus collection name {name!r} in {location!r} is invalid; "
             "use letters, digits and underscores, starting with a letter or underscore"
@@ -141,7 +135,33 @@ def milvus_index_params(factory: str) -> tuple[str, dict[str, int], dict[str, in
     )
 
 
+_LITE_OPEN: dict[str, int] = {}  # Milvus Lite file -> stores of this process that have it open
+_LITE_MUTEX = threading.Lock()
+
+
+def _release_lite(path: str) -> None:
+    """Stop this process's Milvus Lite server for ``path`` when its last store closes, so that another
+    process can open the file (Milvus Lite allows one process per file)."""
+    with _LITE_MUTEX:
+        _LITE_OPEN[path] = _LITE_OPEN.get(path, 1) - 1
+        if _LITE_OPEN[path] > 0:
+            return
+        del _LITE_OPEN[path]
+    with contextlib.suppress(Exception):
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(path)
+
+
 def _client(loc: MilvusLocation) -> Any:
+    client = _connect(loc)
+    if loc.lite:
+        with _LITE_MUTEX:
+            _LITE_OPEN[loc.uri] = _LITE_OPEN.get(loc.uri, 0) + 1
+    return client
+
+
+def _connect(loc: MilvusLocation) -> Any:
     try:
         from pymilvus import MilvusClient
     except ImportError as e:  # pragma: no cover - depends on the install
@@ -151,6 +171,12 @@ def _client(loc: MilvusLocation) -> Any:
     try:
         return MilvusClient(uri=loc.uri, token=loc.token) if loc.token else MilvusClient(uri=loc.uri)
     except Exception as e:
+        if loc.lite:
+            raise GalleryError(
+                f"cannot open the Milvus Lite file {loc.uri} ({e}): Milvus Lite lets one process at a time "
+                "open a file; if another process has it open (a running `lookalike serve`, another "
+                "`lookalike index` command), stop it or wait for it, or use a Milvus server (milvus://...)"
+            ) from e
         raise GalleryError(f"cannot connect to Milvus at {loc.uri}: {e}") from e
 
 
@@ -169,58 +195,62 @@ class MilvusStore:
     # -- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, location: str, header: GalleryHeader, *, overwrite: bool = False) -> MilvusStore:
+    def create(
+        cls,
+        location: str,
+        header: GalleryHeader,
+        *,
+        overwrite: bool = False,
+        embeddings: np.ndarray | None = None,
+        items: pd.DataFrame | None = None,
+    ) -> MilvusStore:
+        """A new gallery collection. With ``overwrite`` an existing gallery is replaced only once the
+        new one is complete: it is built in ``COLLECTION__new`` (with ``embeddings`` and ``items`` when
+        given) and then renamed into place; a failure before that leaves the old one as it was."""
         loc = parse_location(location)
-        index_type, build, _ = milvus_index_params(header.index_factory)
+        milvus_index_params(header.index_factory)  # a clear error before anything is touched
         if loc.lite:
             Path(loc.uri).parent.mkdir(parents=True, exist_ok=True)
-        lock = _lock(loc)
+        lock, client = _lock(loc), None
         try:
             client = _client(loc)
-            if client.has_collection(loc.collection):
-                props = _properties(client, loc.collection)
-                if not overwrite:
-                    what = (
-                        "a gallery"
-                        if props.get(_PROP_FORMAT) == FORMAT_NAME
-                        else "a collection (not a gallery)"
-                    )
-                    raise GalleryError(
-                        f"{what} already exists at {loc}; pass overwrite=True (--overwrite) to replace it"
-                    )
-                if props.get(_PROP_FORMAT) != FORMAT_NAME:
-                    raise GalleryError(
-                        f"{loc} is a Milvus collection that lookalike did not create; refusing to replace it"
-                    )
-                client.drop_collection(loc.collection)
-            from pymilvus import DataType
-
-            schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("id", DataType.VARCHAR, max_length=_MAX_ID, is_primary=True)
-            schema.add_field("label", DataType.VARCHAR, max_length=_MAX_LABEL)
-            schema.add_field("path", DataType.JSON)  # {"v": path or null}: JSON has no fixed width per row
-            schema.add_field("seq", DataType.INT64)
-            schema.add_field("meta", DataType.JSON)
-            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=header.embed_dim)
-            index_params = client.prepare_index_params()
-            index_params.add_index("vector", index_type=index_type, metric_type=_metric(header), params=build)
-            client.create_collection(
-                loc.collection, schema=schema, index_params=index_params, consistency_level="Strong"
-            )
-            client.alter_collection_properties(
-                loc.collection,
-                properties={
-                    _PROP_FORMAT: FORMAT_NAME,
-                    _PROP_HEADER: json.dumps(header.to_dict()),
-                    _PROP_COLUMNS: "{}",
-                    _PROP_COMMITTED: "0",
-                },
-            )
+            _recover(client, loc.collection)
+            replacing = _check_replace(client, loc, overwrite=overwrite)
+            target = f"{loc.collection}{_NEW}" if replacing else loc.collection
+            if client.has_collection(target):  # the remains of an interrupted --overwrite
+                client.drop_collection(target)
+            _create_collection(client, target, header)
+            store = cls(dataclasses.replace(loc, collection=target), client, writable=True, lock=lock)
         except BaseException:
-            if lock is not None:
-                lock.release()
+            _give_up(loc, client, lock)
             raise
-        return cls(loc, client, writable=True, lock=lock)
+        try:
+            if embeddings is not None or items is not None:
+                store.add(embeddings, items)
+            if replacing:
+                store._swap_in(loc)
+        except BaseException:
+            store._abandon(target, loc.collection)  # a new gallery, or the replacement: not the old one
+            raise
+        return store
+
+    def _abandon(self, built: str | None, name: str) -> None:
+        """A failed create: drop what it built, put the old gallery back if a swap began, and close."""
+        with contextlib.suppress(Exception):
+            if built is not None and self._client.has_collection(built):
+                self._client.drop_collection(built)
+            _recover(self._client, name)
+        self.close()
+
+    def _swap_in(self, loc: MilvusLocation) -> None:
+        """Rename the complete new collection into place: old -> __old, __new -> name, drop __old.
+        A process killed between the renames leaves __old, which the next open renames back."""
+        client, name = self._client, loc.collection
+        client.rename_collection(name, f"{name}{_OLD}")
+        client.rename_collection(f"{name}{_NEW}", name)
+        client.drop_collection(f"{name}{_OLD}")
+        client.load_collection(name)  # a renamed collection comes back released
+        self.location = loc
 
     @classmethod
     def open(cls, location: str, *, writable: bool = False) -> MilvusStore:
@@ -229,9 +259,11 @@ class MilvusStore:
             raise GalleryError(
                 f"Milvus Lite file {loc.uri} does not exist; build a gallery with `--store {location}`"
             )
-        lock = _lock(loc) if writable else None
+        lock, client = (_lock(loc) if writable else None), None
         try:
             client = _client(loc)
+            if writable:
+                _recover(client, loc.collection)
             if not client.has_collection(loc.collection):
                 names = client.list_collections()
                 raise GalleryError(
@@ -240,10 +272,11 @@ class MilvusStore:
                 )
             if _properties(client, loc.collection).get(_PROP_FORMAT) != FORMAT_NAME:
                 raise GalleryError(f"{loc} is a Milvus collection but not a lookalike gallery")
+            # a collection is "released" in a process that did not create or load it: load it to search
+            client.load_collection(loc.collection)
             store = cls(loc, client, writable=writable, lock=lock)
         except BaseException:
-            if lock is not None:
-                lock.release()
+            _give_up(loc, client, lock)
             raise
         if writable:
             store._drop_uncommitted()
@@ -355,7 +388,7 @@ class MilvusStore:
 
     def _get(self, keys: Sequence[str], fields: list[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
-        unique = list(dict.fromkeys(keys))
+        unique = [key for key in dict.fromkeys(keys) if _storable(key)]  # others cannot be here
         for start in range(0, len(unique), _CHUNK):
             chunk = unique[start : start + _CHUNK]
             # Milvus Lite has no expression templates: JSON string literals, with the characters as they are
@@ -491,6 +524,8 @@ class MilvusStore:
             self._closed = True
             with contextlib.suppress(Exception):
                 self._client.close()
+            if self.location.lite:
+                _release_lite(self.location.uri)
             if self._lock is not None:
                 self._lock.release()
             self._lock = None
@@ -509,6 +544,26 @@ class MilvusStore:
         )
 
 
+def _give_up(loc: MilvusLocation, client: Any, lock: WriterLock | None) -> None:
+    """Release what a failed create/open took: the client (and this process's Milvus Lite server)."""
+    if client is not None:
+        with contextlib.suppress(Exception):
+            client.close()
+        if loc.lite:
+            _release_lite(loc.uri)
+    if lock is not None:
+        lock.release()
+
+
+def _storable(key: str) -> bool:
+    """Whether ``key`` follows the id rule (any other cannot be stored, and a NUL would break a filter)."""
+    try:
+        check_id(key)
+    except ValueError:
+        return False
+    return True
+
+
 def _lock(loc: MilvusLocation) -> WriterLock | None:
     if not loc.lite:
         return None
@@ -521,6 +576,62 @@ def _metric(header: GalleryHeader) -> str:
 
 def _properties(client: Any, collection: str) -> dict[str, str]:
     return dict(client.describe_collection(collection).get("properties") or {})
+
+
+def _check_replace(client: Any, loc: MilvusLocation, *, overwrite: bool) -> bool:
+    """True when a gallery is there to be replaced; refuses to replace what is not ours."""
+    if not client.has_collection(loc.collection):
+        return False
+    ours = _properties(client, loc.collection).get(_PROP_FORMAT) == FORMAT_NAME
+    if not overwrite:
+        what = "a gallery" if ours else "a collection (not a gallery)"
+        raise GalleryError(f"{what} already exists at {loc}; pass overwrite=True (--overwrite) to replace it")
+    if not ours:
+        raise GalleryError(
+            f"{loc} is a Milvus collection that lookalike did not create; refusing to replace it"
+        )
+    if len(loc.collection) + len(_NEW) > 255:
+        raise GalleryError(
+            f"collection name {loc.collection!r} is too long to be replaced safely (at most "
+            f"{255 - len(_NEW)} characters); remove it first or use a shorter name"
+        )
+    return True
+
+
+def _recover(client: Any, name: str) -> None:
+    """Finish or undo a replacement that a killed process left half-done (see ``_swap_in``)."""
+    old = f"{name}{_OLD}"
+    if not client.has_collection(old):
+        return
+    if client.has_collection(name):
+        client.drop_collection(old)
+    else:
+        client.rename_collection(old, name)
+
+
+def _create_collection(client: Any, name: str, header: GalleryHeader) -> None:
+    from pymilvus import DataType
+
+    index_type, build, _ = milvus_index_params(header.index_factory)
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.VARCHAR, max_length=_MAX_ID, is_primary=True)
+    schema.add_field("label", DataType.VARCHAR, max_length=_MAX_LABEL)
+    schema.add_field("path", DataType.JSON)  # {"v": path or null}: JSON has no fixed width per row
+    schema.add_field("seq", DataType.INT64)
+    schema.add_field("meta", DataType.JSON)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=header.embed_dim)
+    index_params = client.prepare_index_params()
+    index_params.add_index("vector", index_type=index_type, metric_type=_metric(header), params=build)
+    client.create_collection(name, schema=schema, index_params=index_params, consistency_level="Strong")
+    client.alter_collection_properties(
+        name,
+        properties={
+            _PROP_FORMAT: FORMAT_NAME,
+            _PROP_HEADER: json.dumps(header.to_dict()),
+            _PROP_COLUMNS: "{}",
+            _PROP_COMMITTED: "0",
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,6 +660,7 @@ def _merged_columns(known: dict[str, str], new: pd.DataFrame, *, has_rows: bool)
             out[col] = (
                 _nullable(pd.Series([], dtype=known[col]).dtype) if known[col] != "object" else "object"
             )
+    check_column_count(list(out))
     return out
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -40,11 +39,30 @@ class ServiceSettings(BaseSettings):
     max_upload_mb: float = Field(10.0, gt=0, description="Largest image file accepted (MiB).")
     max_request_mb: float = Field(64.0, gt=0, description="Largest request body accepted (MiB).")
     max_image_pixels: int = Field(
-        Image.MAX_IMAGE_PIXELS or 89_478_485,
+        40_000_000, ge=1, description="Largest width x height of one image (decompression-bomb guard)."
+    )
+    max_resized_pixels: int = Field(
+        8_000_000,
         ge=1,
-        description="Largest width x height decoded (decompression-bomb guard).",
+        description="Largest picture the model's resize may make of one image (refuses thin strips that "
+        "the resize would scale up to gigapixels).",
+    )
+    max_request_pixels: int = Field(
+        48_000_000, ge=1, description="Most width x height of all images of one request together."
+    )
+    max_server_pixels: int = Field(
+        64_000_000,
+        ge=1,
+        description="Most decoded pixels held by all requests at once (others wait): with ~8 bytes a pixel "
+        "at worst while decoding, the default bounds decoded images to about 0.5 GB.",
     )
     max_batch_images: int = Field(32, ge=1, description="Most images in one POST /search/batch.")
+    refresh_interval_s: float = Field(
+        1.0,
+        ge=0,
+        description="How often (at most) the server looks for a newer gallery generation written by "
+        "another process (`lookalike index add`); 0 = before every request.",
+    )
 
     batch_window_ms: float = Field(5.0, ge=0, description="Micro-batching window for the embedder.")
     max_batch_size: int = Field(32, ge=1, description="Most images in one forward pass (1 = no batching).")
@@ -67,6 +85,11 @@ class ServiceSettings(BaseSettings):
             raise ValueError("weights is for a backbone: give backbone too (or a checkpoint instead)")
         if self.k > self.max_k:
             raise ValueError(f"k={self.k} is larger than max_k={self.max_k}")
+        if not self.max_image_pixels <= self.max_request_pixels <= self.max_server_pixels:
+            raise ValueError(
+                f"max_image_pixels ({self.max_image_pixels}) <= max_request_pixels "
+                f"({self.max_request_pixels}) <= max_server_pixels ({self.max_server_pixels}) must hold"
+            )
         if self.api_key is not None and not self.api_key.get_secret_value().strip():
             raise ValueError("api_key is empty: set a non-empty LOOKALIKE_API_KEY or leave it unset")
         return self
@@ -88,6 +111,8 @@ class ServiceSettings(BaseSettings):
         folder (not a ``milvus...:`` URI), else None (added items then have no thumbnail)."""
         if self.uploads_dir is not None:
             return self.uploads_dir
-        if self.gallery is None or self.gallery.startswith(("milvus-lite:", "milvus://")):
+        from lookalike.gallery.location import is_milvus_location
+
+        if self.gallery is None or is_milvus_location(self.gallery):
             return None
         return Path(self.gallery) / "uploads"
