@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike.evaluation.open_set import (
-    EvalSet,
-    distractor_counts,
-    distractor_sweep,
-    gallery_size_sweep,
-    open_set_report,
-)
+from lookalike.evaluation.gallery_sizes import distractor_counts, distractor_sweep, gallery_size_sweep
+from lookalike.evaluation.open_set import EvalSet, open_set_report
 
 
 def circle(angles_deg) -> np.ndarray:

@@ -12,20 +12,14 @@ The protocol, the same for every function here (an :class:`EvalSet` holds a spli
 - a search's decision score comes from its top ``depth`` neighbours
   (:func:`lookalike.metrics.identification.decision_scores`).
 
-*Gallery size* counts **enrolled classes** (objects, FRVT's N); the number of gallery images is
-reported beside it. With *distractors* (images of objects never searched for) the gallery grows
-by distractor **images** on top of a fixed set of enrolled classes; both counts are reported.
-
 :func:`open_set_report`: FNIR at target FPIRs and the DET curve of each decision score, with a
-seeded share of the classes held out as the non-mated ones. :func:`gallery_size_sweep`: the same
-figures (and hit_rate@1 / MAP@R of the mated searches) at each number of enrolled classes, over
-several random draws. :func:`distractor_sweep`: at growing numbers of distractors.
+seeded share of the classes held out as the non-mated ones; :mod:`~lookalike.evaluation.gallery_sizes`
+the same figures at each gallery size.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,21 +44,19 @@ __all__ = [
     "FnirAtFpir",
     "OpenSetReport",
     "RatesAtThreshold",
-    "SizePoint",
-    "distractor_counts",
-    "distractor_sweep",
-    "gallery_size_sweep",
+    "Searches",
+    "fnir_rows",
+    "open_set_classes",
     "open_set_report",
+    "rates_at_threshold",
+    "scored",
+    "search_enrolled",
 ]
 
 #: The FPIRs FNIR is reported at.
 FPIR_TARGETS: tuple[float, ...] = (0.1, 0.05, 0.01, 0.001)
 #: Neighbours a search retrieves for its decision score.
 DEFAULT_DEPTH = 10
-#: Below this many searches a rate is shown with its confidence interval.
-SMALL_COUNT = 1000
-
-ThresholdForSize = Callable[[int], float]
 
 
 @dataclass(frozen=True)
@@ -102,7 +94,8 @@ class EvalSet:
 class FnirAtFpir:
     """FNIR at the threshold that gives ``fpir`` on the non-mated searches, for one decision score.
 
-    ``fnir_ci95``: Wilson interval of ``n_false_negative / n_mated``; ``fpir_resolved``: False when
+    ``threshold``: its mean over draws; ``fnir_ci95``: Wilson interval (95 %) of
+    ``n_false_negative / n_mated``; ``fpir_resolved``: False when
     there are too few non-mated searches to resolve ``fpir`` (fewer than 1 / fpir).
     """
 
@@ -163,44 +156,10 @@ class OpenSetReport:
 
 
 @dataclass(frozen=True)
-class SizePoint:
-    """Figures at one gallery size, averaged over ``draws`` random galleries of that size.
-
-    ``size_classes``: enrolled classes; ``size_images``: gallery images (mean over draws);
-    ``n_distractors``: distractor images among them. ``hit_rate@1`` / ``map@r`` over the mated
-    searches; ``fnir_at_fpir`` with counts summed over draws (each draw sets its own threshold on
-    its non-mated searches); ``at_threshold``: the rates at the given (e.g. calibrated) threshold.
-    """
-
-    size_classes: int
-    size_images: float
-    n_distractors: int
-    draws: int
-    hit_rate_at_1: float
-    map_at_r: float
-    fnir_at_fpir: tuple[FnirAtFpir, ...]
-    at_threshold: RatesAtThreshold | None = None
-    #: the enrolled classes of each draw (not in the JSON)
-    enrolled: tuple[tuple[str, ...], ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "size_classes": self.size_classes,
-            "size_images": self.size_images,
-            "n_distractors": self.n_distractors,
-            "draws": self.draws,
-            "hit_rate@1": self.hit_rate_at_1,
-            "map@r": self.map_at_r,
-            "fnir_at_fpir": [row.to_dict() for row in self.fnir_at_fpir],
-        }
-        if self.at_threshold is not None:
-            out["at_threshold"] = self.at_threshold.to_dict()
-        return out
-
-
-@dataclass(frozen=True)
-class _Draw:
-    """One gallery's searches: top-k labels/distances, truth, and its retrieval figures."""
+class Searches:
+    """One gallery's searches (Q of them): top-k ``labels`` (Q, depth) and gallery ``distances``
+    (Q, depth), the ``query_labels`` (Q,) and ``mated`` (Q,), the gallery's size in images, and
+    hit_rate@1 / MAP@R of its mated searches (NaN when not computed)."""
 
     labels: np.ndarray
     distances: np.ndarray
@@ -224,9 +183,9 @@ def open_set_report(
     """Hold out ``round(non_mated_share * classes)`` classes (seeded; at least 1, at most all but
     1), enrol the rest, and measure FNIR at each target FPIR and the DET curve of each score."""
     enrolled = open_set_classes(data.classes, non_mated_share, seed)
-    draw = _search(data, enrolled, None, distance=distance, depth=depth, retrieval=False)
-    rows = tuple(_fnir_rows([draw], targets, scores))
-    dets = {s: det_curve(*_scored(draw, s)) for s in scores}
+    draw = search_enrolled(data, enrolled, None, distance=distance, depth=depth, retrieval=False)
+    rows = tuple(fnir_rows([draw], targets, scores))
+    dets = {s: det_curve(*scored(draw, s)) for s in scores}
     return OpenSetReport(
         n_classes=len(data.classes),
         n_enrolled_classes=len(enrolled),
@@ -237,94 +196,6 @@ def open_set_report(
         det=dets,
         depth=depth,
     )
-
-
-def gallery_size_sweep(
-    data: EvalSet,
-    sizes: Sequence[int],
-    *,
-    draws: int = 3,
-    seed: int = 0,
-    distance: str = "euclidean",
-    targets: Sequence[float] = FPIR_TARGETS,
-    scores: Sequence[str] = SCORES,
-    depth: int = DEFAULT_DEPTH,
-    threshold: float | ThresholdForSize | None = None,
-    threshold_score: str = "nearest",
-) -> list[SizePoint]:
-    """At each size (a number of **enrolled classes**), ``draws`` galleries enrolling that many
-    classes drawn at random (seeded); the other classes' images are the non-mated searches.
-
-    ``threshold``: a fixed threshold, or a function of the gallery size in classes (a calibration
-    that sets the threshold for any size), applied to ``threshold_score``: gives ``at_threshold``.
-    """
-    classes = data.classes
-    bad = [s for s in sizes if not 1 <= int(s) <= len(classes)]
-    if bad or not sizes:
-        raise ValueError(
-            f"gallery sizes are numbers of enrolled classes in [1, {len(classes)}] (the classes with "
-            f"gallery images), got {list(sizes)}"
-        )
-    if draws < 1:
-        raise ValueError(f"draws must be >= 1, got {draws}")
-    rng = np.random.default_rng(seed)
-    points = []
-    for size in sizes:
-        picks = [classes[np.sort(rng.permutation(len(classes))[: int(size)])] for _ in range(draws)]
-        found = [_search(data, enrolled, None, distance=distance, depth=depth) for enrolled in picks]
-        point = _point(found, int(size), 0, targets, scores, threshold, threshold_score)
-        points.append(dataclasses.replace(point, enrolled=tuple(tuple(e.tolist()) for e in picks)))
-    return points
-
-
-def distractor_counts(n: int) -> list[int]:
-    """0, then 10, 100, 1000, ... below ``n``, then ``n`` (MegaFace's ladder)."""
-    counts, step = [0], 10
-    while step < n:
-        counts.append(step)
-        step *= 10
-    return [*counts, n] if n > 0 else counts
-
-
-def distractor_sweep(
-    data: EvalSet,
-    distractors: np.ndarray,
-    *,
-    distractor_labels: Sequence[str] | None = None,
-    counts: Sequence[int] | None = None,
-    non_mated_share: float = 0.25,
-    seed: int = 0,
-    distance: str = "euclidean",
-    targets: Sequence[float] = FPIR_TARGETS,
-    scores: Sequence[str] = SCORES,
-    depth: int = DEFAULT_DEPTH,
-    threshold: float | ThresholdForSize | None = None,
-    threshold_score: str = "nearest",
-) -> list[SizePoint]:
-    """The split's classes less a held-out share (seeded, the non-mated ones) enrolled, plus the
-    first ``count`` of the ``distractors`` (M, D) (in a seeded random order) for each count
-    (default :func:`distractor_counts`). Distractors are never searched and match no search:
-    ``distractor_labels`` (M,) groups them into objects (for the decision scores that look for
-    another label); without it each distractor is an object of its own."""
-    distractors = np.asarray(distractors, dtype=np.float32)
-    if distractors.ndim != 2 or distractors.shape[1] != data.embeddings.shape[1]:
-        raise ValueError(
-            f"distractors must be (M, {data.embeddings.shape[1]}) embeddings like the split's, "
-            f"got shape {distractors.shape}"
-        )
-    names = _distractor_names(len(distractors), distractor_labels)
-    counts = distractor_counts(len(distractors)) if counts is None else list(counts)
-    if any(not 0 <= c <= len(distractors) for c in counts):
-        raise ValueError(f"distractor counts must be in [0, {len(distractors)}], got {counts}")
-    base = open_set_classes(data.classes, non_mated_share, seed)
-    order = np.random.default_rng([seed, 1]).permutation(len(distractors))
-    points = []
-    for count in counts:
-        pick = order[: int(count)]
-        found = _search(data, base, (distractors[pick], names[pick]), distance=distance, depth=depth)
-        point = _point([found], len(base), int(count), targets, scores, threshold, threshold_score)
-        points.append(dataclasses.replace(point, enrolled=(tuple(base.tolist()),)))
-    return points
 
 
 def open_set_classes(classes: np.ndarray, non_mated_share: float, seed: int) -> np.ndarray:
@@ -340,7 +211,7 @@ def open_set_classes(classes: np.ndarray, non_mated_share: float, seed: int) -> 
     return classes[np.sort(order[n_held:])]
 
 
-def _search(
+def search_enrolled(
     data: EvalSet,
     enrolled: np.ndarray,
     distractors: tuple[np.ndarray, np.ndarray] | None,
@@ -348,7 +219,7 @@ def _search(
     distance: str,
     depth: int,
     retrieval: bool = True,
-) -> _Draw:
+) -> Searches:
     """Search every mated and non-mated image of ``data`` against the gallery of ``enrolled``
     classes (+ ``distractors``: embeddings and labels that no search has)."""
     in_gallery = np.isin(data.labels, enrolled)
@@ -367,7 +238,7 @@ def _search(
     hit1 = mapr = float("nan")
     if retrieval:
         hit1, mapr = _retrieval(data, s & in_gallery, g_emb, g_lab, g_ids, distance)
-    return _Draw(labels, dist, data.labels[s], mated, len(g_emb), hit1, mapr)
+    return Searches(labels, dist, data.labels[s], mated, len(g_emb), hit1, mapr)
 
 
 def _mated(data: EvalSet, searched: np.ndarray, gallery: np.ndarray) -> np.ndarray:
@@ -376,15 +247,6 @@ def _mated(data: EvalSet, searched: np.ndarray, gallery: np.ndarray) -> np.ndarr
     per_class = dict(zip(classes.tolist(), counts.tolist(), strict=True))
     n = np.array([per_class.get(label, 0) for label in data.labels[searched]])
     return n - gallery[searched].astype(int) > 0
-
-
-def _distractor_names(n: int, labels: Sequence[str] | None) -> np.ndarray:
-    """Labels no search has: ``distractor:<label>`` (or ``distractor:<i>``, one object each)."""
-    if labels is None:
-        return np.array([f"\x00distractor:{i}" for i in range(n)])
-    if len(labels) != n:
-        raise ValueError(f"{len(labels)} distractor labels for {n} distractors; give one per distractor")
-    return np.array([f"\x00distractor:{label}" for label in labels])
 
 
 def _retrieval(
@@ -405,56 +267,53 @@ def _retrieval(
     return float(report.metrics["hit_rate@1"]), float(report.metrics["map@r"])
 
 
-def _scored(draw: _Draw, score: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def scored(draw: Searches, score: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(scores, predicted labels, query labels, mated) of a draw's searches for one score."""
     values = decision_scores(draw.labels, draw.distances, score=score)
     return values, draw.labels[:, 0] if draw.labels.shape[1] else None, draw.query_labels, draw.mated
 
 
-def _fnir_rows(draws: Sequence[_Draw], targets: Sequence[float], scores: Sequence[str]) -> list[FnirAtFpir]:
+def fnir_rows(draws: Sequence[Searches], targets: Sequence[float], scores: Sequence[str]) -> list[FnirAtFpir]:
     """FNIR at each target FPIR and score; each draw's threshold set on its own non-mated searches,
     counts summed over draws."""
     rows = []
     for score in scores:
-        scored = [_scored(d, score) for d in draws]
-        for target in targets:
-            n_mated = n_fn = n_non = 0
-            thresholds = []
-            for values, predicted, truth, mated in scored:
-                t = threshold_at_fpir(values[~mated], target) if (~mated).any() else float("nan")
-                thresholds.append(t)
-                if np.isnan(t):
-                    continue
-                rates = identification_rates(values, predicted, truth, mated, threshold=t)
-                n_mated += rates.n_mated
-                n_fn += rates.n_false_negative
-                n_non += rates.n_non_mated
-            fnir = n_fn / n_mated if n_mated else float("nan")
-            rows.append(
-                FnirAtFpir(
-                    score=score,
-                    fpir=float(target),
-                    fnir=fnir,
-                    threshold=float(np.nanmean(thresholds))
-                    if not np.isnan(thresholds).all()
-                    else float("nan"),
-                    n_mated=n_mated,
-                    n_false_negative=n_fn,
-                    n_non_mated=n_non,
-                    fnir_ci95=wilson_interval(n_fn, n_mated),
-                    fpir_resolved=n_non * float(target) >= len(draws),
-                )
-            )
+        per_draw = [scored(d, score) for d in draws]
+        rows.extend(_fnir_row(per_draw, score, float(target)) for target in targets)
     return rows
 
 
-def _rates_at(
-    draws: Sequence[_Draw], size: int, threshold: float | ThresholdForSize, score: str
-) -> RatesAtThreshold:
-    t = float(threshold(size) if callable(threshold) else threshold)
+def _fnir_row(per_draw: list[tuple[np.ndarray, ...]], score: str, target: float) -> FnirAtFpir:
+    n_mated = n_fn = n_non = 0
+    thresholds = []
+    for values, predicted, truth, mated in per_draw:
+        if not (~mated).any():
+            continue
+        t = threshold_at_fpir(values[~mated], target)
+        thresholds.append(t)
+        rates = identification_rates(values, predicted, truth, mated, threshold=t)
+        n_mated += rates.n_mated
+        n_fn += rates.n_false_negative
+        n_non += rates.n_non_mated
+    return FnirAtFpir(
+        score=score,
+        fpir=target,
+        fnir=n_fn / n_mated if n_mated else float("nan"),
+        threshold=float(np.mean(thresholds)) if thresholds else float("nan"),
+        n_mated=n_mated,
+        n_false_negative=n_fn,
+        n_non_mated=n_non,
+        fnir_ci95=wilson_interval(n_fn, n_mated),
+        fpir_resolved=bool(thresholds) and n_non * target >= len(thresholds),
+    )
+
+
+def rates_at_threshold(draws: Sequence[Searches], threshold: float, score: str) -> RatesAtThreshold:
+    """FPIR / FNIR / wrong-match rate of ``score`` at ``threshold``, counts summed over ``draws``."""
+    t = float(threshold)
     totals = np.zeros(5, dtype=np.int64)  # mated, non-mated, fp, fn, wrong
     for draw in draws:
-        r = identification_rates(*_scored(draw, score), threshold=t)
+        r = identification_rates(*scored(draw, score), threshold=t)
         totals += (r.n_mated, r.n_non_mated, r.n_false_positive, r.n_false_negative, r.n_wrong_match)
     n_m, n_n, fp, fn, wrong = (int(x) for x in totals)
     return RatesAtThreshold(
@@ -470,25 +329,4 @@ def _rates_at(
         n_wrong_match=wrong,
         fpir_ci95=wilson_interval(fp, n_n),
         fnir_ci95=wilson_interval(fn, n_m),
-    )
-
-
-def _point(
-    draws: Sequence[_Draw],
-    size: int,
-    n_distractors: int,
-    targets: Sequence[float],
-    scores: Sequence[str],
-    threshold: float | ThresholdForSize | None,
-    threshold_score: str,
-) -> SizePoint:
-    return SizePoint(
-        size_classes=size,
-        size_images=float(np.mean([d.n_gallery for d in draws])),
-        n_distractors=n_distractors,
-        draws=len(draws),
-        hit_rate_at_1=float(np.nanmean([d.hit_rate_at_1 for d in draws])),
-        map_at_r=float(np.nanmean([d.map_at_r for d in draws])),
-        fnir_at_fpir=tuple(_fnir_rows(draws, targets, scores)),
-        at_threshold=None if threshold is None else _rates_at(draws, size, threshold, threshold_score),
     )
