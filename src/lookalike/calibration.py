@@ -29,14 +29,15 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from lookalike._io import atomic_path
-from lookalike.knn import topk
 from lookalike.metrics.verification import Threshold, calibrate_threshold, eer, roc_auc, tar_at_far
+from lookalike.protocol import GALLERY_DISTANCES, ProtocolError, QueryMode, gallery_topk, union_rows
+from lookalike.protocol import split_rows as protocol_split_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,12 +57,8 @@ __all__ = [
     "summary",
 ]
 
-QueryMode = Literal["all", "roles"]
-
-#: The distances a threshold is calibrated in, as a gallery returns them: ``euclidean`` (true
-#: Euclidean distance of L2-normalised embeddings, in [0, 2]) and ``cosine`` (1 - cosine similarity,
-#: in [0, 2]). Either way smaller is closer and a match is ``distance <= threshold``.
-DISTANCES: tuple[str, ...] = ("euclidean", "cosine")
+#: The distances a threshold is calibrated in: the gallery's (:data:`lookalike.protocol.GALLERY_DISTANCES`).
+DISTANCES: tuple[str, ...] = GALLERY_DISTANCES
 
 
 class CalibrationError(ValueError):
@@ -169,10 +166,8 @@ def calibrate_embeddings(
     ids_kw: dict[str, Any] = {}
     if query_ids is not None and gallery_ids is not None:
         ids_kw = {"query_ids": np.asarray(query_ids), "gallery_ids": np.asarray(gallery_ids)[keep]}
-    values, idx = topk(q, g, 1, distance=distance, **ids_kw)
-    values, idx = values[:, 0].double().numpy(), idx[:, 0].numpy()
-    if distance == "cosine":  # the gallery's cosine distance: 1 - cosine similarity
-        values = 1.0 - values
+    values, idx = gallery_topk(q, g, 1, distance=distance, **ids_kw)
+    values, idx = values[:, 0], idx[:, 0]
     has_neighbour = idx >= 0  # a query whose only gallery item was itself has none
     nearest_label = np.where(has_neighbour, gl[keep][np.maximum(idx, 0)], None)
     genuine = (nearest_label == ql)[has_neighbour].astype(bool)
@@ -215,22 +210,12 @@ def calibrate_embeddings(
 
 
 def split_rows(frame: pd.DataFrame, split: str, queries: QueryMode) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(queries, gallery) rows of ``split`` for calibration (see the module doc for ``queries``).
-    Raises CalibrationError naming the splits present when ``split`` has no rows."""
-    from lookalike.data import is_gallery, is_query
-
-    if "split" not in frame.columns:
-        raise CalibrationError("the manifest has no 'split' column: run `lookalike split` on it first")
-    rows = frame[frame["split"].astype(str) == split]
-    if len(rows) == 0:
-        present = sorted(frame["split"].dropna().astype(str).unique())
-        raise CalibrationError(f"the manifest has no rows of split {split!r}; splits present: {present}")
-    gallery = rows[is_gallery(rows)]
-    if queries == "all":
-        return rows[is_query(rows) | is_gallery(rows)], gallery
-    if queries == "roles":
-        return rows[is_query(rows)], gallery
-    raise CalibrationError(f"queries must be 'all' or 'roles', got {queries!r}")
+    """(queries, gallery) rows of ``split`` for calibration (see the module doc for ``queries``):
+    :func:`lookalike.protocol.split_rows`, its errors as CalibrationError."""
+    try:
+        return protocol_split_rows(frame, split, queries=queries)
+    except ProtocolError as err:
+        raise CalibrationError(str(err)) from None
 
 
 def calibrate_split(
@@ -262,7 +247,7 @@ def calibrate_split(
         raise CalibrationError(
             f"split {split!r} has {len(query_rows)} query and {len(gallery_rows)} gallery rows; need both"
         )
-    union = query_rows if query_rows.index.equals(gallery_rows.index) else _union(query_rows, gallery_rows)
+    union = union_rows(query_rows, gallery_rows)
     embedder = model.embedder if hasattr(model, "fingerprint") else model
     if distance is None:
         distance = getattr(model, "distance", "euclidean")
@@ -366,9 +351,3 @@ def _check_rates(target_far: float, open_set_share: float) -> None:
         raise CalibrationError(f"target_far must be a rate in (0, 1), got {target_far!r}")
     if not 0.0 <= open_set_share < 1.0:
         raise CalibrationError(f"open_set_share must be in [0, 1), got {open_set_share!r}")
-
-
-def _union(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    import pandas as pd
-
-    return pd.concat([a, b[~b.index.isin(a.index)]])

@@ -33,33 +33,30 @@ __all__ = [
 SPLIT_COLUMNS: tuple[str, ...] = ("split", "role", "split_seed", "source_sha256")
 """Bookkeeping columns of a split manifest, not carried into the gallery's item metadata."""
 
-_ROLE_CHOICES = ("gallery", "query", "all")
-
 
 def select_rows(frame: pd.DataFrame, *, split: str | None = None, role: str | None = None) -> pd.DataFrame:
     """The rows of a manifest to put in a gallery: those of ``split`` (when given) with ``role``
     (``gallery``, ``query`` or ``all``; default ``gallery`` when a split is given, else ``all``).
     Split bookkeeping columns are dropped; other columns stay (id, label, path, metadata)."""
-    from lookalike.data import is_gallery, is_query
+    from lookalike.protocol import ROLE_CHOICES, ProtocolError, role_rows, split_of
 
-    if role is not None and role not in _ROLE_CHOICES:
-        raise ValueError(f"role must be one of {', '.join(_ROLE_CHOICES)}, got {role!r}")
+    if role is not None and role not in ROLE_CHOICES:
+        raise ValueError(f"role must be one of {', '.join(ROLE_CHOICES)}, got {role!r}")
     rows = frame
     if split is not None:
         if "split" not in frame.columns:
             raise ValueError(
                 "the manifest has no 'split' column: run `lookalike split` on it, or drop --split"
             )
-        rows = rows[rows["split"].astype(str) == split]
-        if rows.empty:
-            present = sorted(frame["split"].dropna().astype(str).unique())
-            raise ValueError(f"the manifest has no rows of split {split!r}; splits present: {present}")
+        try:
+            rows = split_of(frame, split)
+        except ProtocolError as err:
+            raise ValueError(str(err)) from None
         role = role or "gallery"
     role = role or "all"
-    if role != "all":
-        rows = rows[is_gallery(rows) if role == "gallery" else is_query(rows)]
-        if rows.empty:
-            raise ValueError(f"no {role} rows{f' in split {split!r}' if split else ''} of the manifest")
+    rows = role_rows(rows, role)
+    if rows.empty and role != "all":
+        raise ValueError(f"no {role} rows{f' in split {split!r}' if split else ''} of the manifest")
     return rows.drop(columns=[c for c in SPLIT_COLUMNS if c in rows.columns])
 
 
