@@ -35,6 +35,17 @@ from lookalike.cli._model_options import (
     PretrainedOption,
     WeightsOption,
 )
+from lookalike.cli._open_set import (
+    DetPlotOption,
+    DistractorsOption,
+    DrawsOption,
+    GallerySizesOption,
+    NonMatedShareOption,
+    OpenSetOptions,
+    SeedOption,
+    SizesPlotOption,
+    run_open_set,
+)
 from lookalike.cli.app import app
 from lookalike.evaluation.tables import evaluate_embeddings, load_embeddings
 from lookalike.metrics.retrieval import METRICS_AT_K, RetrievalReport
@@ -88,8 +99,19 @@ def report_payload(report: RetrievalReport, *, extra: Mapping[str, Any] | None =
 
 def write_json_atomic(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` as JSON to ``path`` atomically (a temporary file in the same folder,
-    then a rename), so a reader never sees half a file. Returns the path."""
-    return atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    then a rename), so a reader never sees half a file. NaN (a rate over no searches) is written
+    as null. Returns the path."""
+    return atomic_write_text(path, json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return _json_float(value)
+    return value
 
 
 def show_and_save_report(
@@ -137,9 +159,22 @@ def evaluate_embeddings_command(
     split: str | None = typer.Option(
         None, "--split", help="Only the rows of this split (parquet/csv with a split column)."
     ),
+    non_mated_share: NonMatedShareOption = 0.25,
+    gallery_sizes: GallerySizesOption = None,
+    draws: DrawsOption = 3,
+    distractors: DistractorsOption = None,
+    det_plot: DetPlotOption = None,
+    sizes_plot: SizesPlotOption = None,
+    seed: SeedOption = 0,
 ) -> None:
-    """Retrieval metrics (hit rate, recall, precision, MAP at k; MAP@R; R-precision) of saved embeddings."""
+    """Retrieval metrics (hit rate, recall, precision, MAP at k; MAP@R; R-precision) of saved
+    embeddings, and open-set identification (FNIR at FPIR, DET; by gallery size or with distractors)."""
+    from lookalike.evaluation import EvalSet
+    from lookalike.evaluation.summary import load_distractor_embeddings
+
+    open_set = OpenSetOptions(non_mated_share, gallery_sizes, draws, distractors, det_plot, sizes_plot, seed)
     try:
+        open_set.sizes()
         k_values = parse_ks(ks)
         table = load_embeddings(
             file,
@@ -152,16 +187,22 @@ def evaluate_embeddings_command(
             split=split,
         )
         report = evaluate_embeddings(table, ks=k_values, distance=distance, backend=backend)
+        extra_set = None if distractors is None else load_distractor_embeddings(distractors)
+        out = output if output is not None else file.with_suffix(".metrics.json")
+        console = Console()
+        identification = _open_set_part(
+            EvalSet.from_table(table), open_set, distance, extra_set, None, out, console
+        )
     except (ValueError, FileNotFoundError, ImportError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2) from None
-    out = output if output is not None else file.with_suffix(".metrics.json")
     mode = "leave-one-out" if table.roles is None else "query vs gallery"
     show_and_save_report(
         report,
         output=out,
         title=f"{file.name} ({mode}, {distance})",
-        extra={"source": str(file), "distance": distance, "mode": mode},
+        console=console,
+        extra={"source": str(file), "distance": distance, "mode": mode, **identification},
     )
 
 
@@ -181,16 +222,28 @@ def evaluate(
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     device: DeviceOption = "auto",
     out: Path | None = typer.Option(None, "--out", help="Write the metrics as JSON here."),
+    non_mated_share: NonMatedShareOption = 0.25,
+    gallery_sizes: GallerySizesOption = None,
+    draws: DrawsOption = 3,
+    distractors: DistractorsOption = None,
+    det_plot: DetPlotOption = None,
+    sizes_plot: SizesPlotOption = None,
+    seed: SeedOption = 0,
 ) -> None:
     """Embed a split's queries and gallery with a checkpoint, or a frozen backbone (--backbone: the
-    transfer-learning baseline), and print the retrieval metrics."""
+    transfer-learning baseline), and print the retrieval metrics and the open-set identification
+    figures (FNIR at FPIR, DET; by gallery size or with distractors)."""
     from lookalike.data import read_manifest
     from lookalike.distances import create_distance
-    from lookalike.evaluation import evaluate_split, split_frames
+    from lookalike.evaluation import embed_split, split_frames
+    from lookalike.evaluation.summary import embed_distractors
 
     options = ModelOptions(checkpoint, backbone, weights, image_size, pretrained)
+    open_set = OpenSetOptions(non_mated_share, gallery_sizes, draws, distractors, det_plot, sizes_plot, seed)
+    console = Console()
     try:
         options.check()
+        open_set.sizes()
         cutoffs = parse_ks(ks)
         dist = create_distance(distance)
         frame = read_manifest(manifest)
@@ -199,15 +252,18 @@ def evaluate(
             splits = sorted(frame["split"].dropna().unique()) if "split" in frame.columns else []
             raise ValueError(f"split {split!r} has no query rows in {manifest}; splits present: {splits}")
         model = options.load(device)
-        report = evaluate_split(
-            model.embedder,
-            queries,
-            gallery,
-            ks=cutoffs,
-            distance=dist,
-            device=model.device,
-            batch_size=batch_size,
-            progress=True,
+        embedded = embed_split(
+            model.embedder, queries, gallery, device=model.device, batch_size=batch_size, progress=True
+        )
+        report = embedded.retrieval(ks=cutoffs, distance=dist)
+        extra_set = None
+        if distractors is not None:
+            extra_set = embed_distractors(
+                model.embedder, distractors, device=model.device, batch_size=batch_size
+            )
+        threshold = None if model.threshold is None else model.threshold.value
+        identification = _open_set_part(
+            embedded.eval_set(), open_set, distance, extra_set, threshold, out, console
         )
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         typer.echo(f"error: {err}", err=True)
@@ -216,7 +272,9 @@ def evaluate(
         report,
         output=out,
         title=f"{options.describe()} on {manifest} [{split}]",
+        console=console,
         extra={
+            **identification,
             "model": model.source,
             "model_fingerprint": model.fingerprint,
             "manifest": str(manifest),
@@ -224,6 +282,40 @@ def evaluate(
             "distance": distance,
             **({"checkpoint": str(checkpoint)} if checkpoint is not None else {}),
         },
+    )
+
+
+def _open_set_part(
+    data: Any,
+    options: OpenSetOptions,
+    distance: str,
+    distractors: Any,
+    threshold: float | None,
+    json_path: Path | None,
+    console: Console,
+) -> dict[str, Any]:
+    """The open-set evaluation's JSON part; {} (with a note) for a distance no gallery uses, unless
+    gallery sizes or distractors were asked for (then an error)."""
+    from lookalike.protocol import GALLERY_DISTANCES
+
+    if distance not in GALLERY_DISTANCES:
+        if options.gallery_sizes is not None or options.distractors is not None:
+            raise ValueError(
+                f"--gallery-sizes / --distractors need a gallery distance ({', '.join(GALLERY_DISTANCES)}), "
+                f"got --distance {distance}"
+            )
+        console.print(
+            f"no open-set figures: a gallery compares by {' or '.join(GALLERY_DISTANCES)}, not {distance}"
+        )
+        return {}
+    return run_open_set(
+        data,
+        options,
+        distance=distance,
+        distractors=distractors,
+        threshold=threshold,
+        json_path=json_path,
+        console=console,
     )
 
 

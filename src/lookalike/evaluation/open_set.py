@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from lookalike.metrics.identification import (
 )
 from lookalike.metrics.retrieval import retrieval_metrics
 from lookalike.protocol import gallery_topk
+
+if TYPE_CHECKING:
+    from lookalike.evaluation.tables import EmbeddingTable
 
 __all__ = [
     "DEFAULT_DEPTH",
@@ -83,6 +86,20 @@ class EvalSet:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} embeddings")
         if len(np.unique(self.ids)) != n:
             raise ValueError("ids must be unique (one row id per image)")
+
+    @classmethod
+    def from_table(cls, table: EmbeddingTable) -> EvalSet:
+        """A loaded embeddings table (without roles, every item is a query and a gallery item)."""
+        ids = table.ids if table.ids is not None else np.arange(len(table.labels))
+        if not np.issubdtype(np.asarray(ids).dtype, np.integer):
+            ids = np.arange(len(table.labels))  # string ids: their row number serves
+        return cls(
+            embeddings=np.ascontiguousarray(table.embeddings, dtype=np.float32),
+            labels=np.asarray(table.labels).astype(str),
+            is_query=table.query_mask(),
+            is_gallery=table.gallery_mask(),
+            ids=np.asarray(ids, dtype=np.int64),
+        )
 
     @property
     def classes(self) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Reports people want to look at: the demo's self-contained HTML page and its figures."""
 
-from lookalike.report.figures import roc_figure, training_figure
+from lookalike.report.figures import det_figure, gallery_size_figure, roc_figure, training_figure
 from lookalike.report.html import (
     Neighbour,
     ReportData,
@@ -15,6 +15,8 @@ __all__ = [
     "Neighbour",
     "ReportData",
     "SearchCase",
+    "det_figure",
+    "gallery_size_figure",
     "image_data_uri",
     "render_report",
     "roc_figure",
