@@ -3,9 +3,11 @@
 from lookalike.report.figures import det_figure, gallery_size_figure, roc_figure, training_figure
 from lookalike.report.html import (
     Neighbour,
+    OutcomeRow,
     ReportData,
     SearchCase,
     image_data_uri,
+    outcome_rows,
     render_report,
     worst_first,
     write_report,
@@ -13,11 +15,13 @@ from lookalike.report.html import (
 
 __all__ = [
     "Neighbour",
+    "OutcomeRow",
     "ReportData",
     "SearchCase",
     "det_figure",
     "gallery_size_figure",
     "image_data_uri",
+    "outcome_rows",
     "render_report",
     "roc_figure",
     "training_figure",
