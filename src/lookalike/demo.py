@@ -6,11 +6,17 @@ Stages, each through the same Python API the commands use:
    benchmark (``--dataset omniglot|cub|sop``, needs internet) or the user's own (``--data``);
 2. train: the class-disjoint split with one query per val/test class, the metrics of the untrained
    model, CPU training, the metrics after (:func:`lookalike.training.fit`);
-3. calibrate: the match threshold on the val split, stored in a copy of the best checkpoint;
-4. index: a gallery of the test split, with a seeded share of the test classes left out;
-5. search: every test query searched, with its decision (those of left-out classes should come
-   back "no match");
-6. report: ``report.html`` in the run folder (self-contained), see :mod:`lookalike.report`.
+3. calibrate: the decision score and the threshold for a target FPIR at any gallery size, on the
+   val split (:func:`lookalike.calibration.calibrate_open_set`), stored in a copy of the best
+   checkpoint;
+4. index: a gallery of the test split, with a seeded share of the test classes left out, built
+   with :mod:`lookalike.gallery.indexing` as ``lookalike index build`` does, its threshold set for
+   its size;
+5. search: every test query searched with the :class:`~lookalike.gallery.Matcher`, with its
+   decision (those of left-out classes should come back "no match"): FPIR, FNIR, wrong-match rate;
+6. report: ``report.html`` in the run folder (self-contained), see :mod:`lookalike.report`, with the
+   DET curve and FPIR against gallery size of the test split
+   (:func:`lookalike.evaluation.evaluate_open_set`).
 """
 
 from __future__ import annotations
@@ -20,15 +26,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from rich.console import Console
 
-from lookalike.config import TrainingConfig, apply_overrides, config_to_dict, validate_config
+from lookalike.config import TrainingConfig, apply_overrides, validate_config
 from lookalike.data.builtin import BUILTIN_DATASETS, PUBLIC_DATASETS, GlyphsSpec
+
+if TYPE_CHECKING:
+    from lookalike.calibration import CalibrationRecord
+    from lookalike.evaluation import OpenSetEvaluation
+    from lookalike.gallery import Matcher
+    from lookalike.training import FitResult
 
 __all__ = ["DEMO_CONFIG", "DemoResult", "demo_config", "glyphs_folder", "prepare_data", "run_demo"]
 
@@ -68,7 +79,13 @@ DEMO_CONFIG: dict[str, Any] = {
 
 @dataclass
 class DemoResult:
-    """What a demo run produced: folders and files, the figures, and the time of each stage."""
+    """What a demo run produced: folders and files, the figures, and the time of each stage.
+
+    ``calibration``: the calibration record as stored (``CalibrationRecord.to_dict()``);
+    ``fpir`` / ``fnir`` / ``wrong_match_rate``: of the test searches against the demo's gallery
+    (queries of left-out classes are the non-mated searches); ``open_set``: the test split's DET
+    and FPIR by gallery size.
+    """
 
     out: Path
     run_dir: Path
@@ -83,11 +100,11 @@ class DemoResult:
     n_known: int
     n_unknown: int
     stages: list[tuple[str, float]] = field(default_factory=list)
-    #: the calibrated threshold on the test searches: accepted impostors / impostors (queries of
-    #: left-out classes, and known ones whose nearest item is another class), and accepted genuine /
-    #: genuine; nan where there is none of a kind
-    test_far: float = float("nan")
-    test_tar: float = float("nan")
+    fpir: float = float("nan")
+    fnir: float = float("nan")
+    wrong_match_rate: float = float("nan")
+    threshold: float = float("nan")
+    open_set: OpenSetEvaluation | None = None
 
 
 def demo_config(root: str | Path, overrides: Sequence[str] = ()) -> TrainingConfig:
@@ -178,11 +195,17 @@ def prepare_data(
     )
 
 
-def _left_out_classes(labels: Sequence[str], share: float, seed: int) -> set[str]:
-    classes = sorted(set(labels))
-    n = min(len(classes) - 1, max(1, round(share * len(classes)))) if share > 0 else 0
-    order = np.random.default_rng([seed, 0x6C656674]).permutation(len(classes))
-    return {classes[i] for i in order[:n]}
+@dataclass(frozen=True)
+class _TestSplit:
+    """The test split as the demo uses it: the query rows, all gallery rows, the gallery rows of
+    the enrolled classes, the classes left out (their queries are the non-mated searches) and the
+    whole split frame (paths made absolute)."""
+
+    split: pd.DataFrame
+    queries: pd.DataFrame
+    gallery: pd.DataFrame
+    enrolled_gallery: pd.DataFrame
+    held: frozenset[str]
 
 
 def run_demo(
@@ -194,7 +217,7 @@ def run_demo(
     data_dir: str | Path | None = None,
     overrides: Sequence[str] = (),
     left_out: float = 0.25,
-    target_far: float = 0.05,
+    target_fpir: float = 0.05,
     examples: int = 12,
     console: Console | None = None,
 ) -> DemoResult:
@@ -202,11 +225,9 @@ def run_demo(
 
     ``data_dir``: where built-in and downloaded data sets are kept and reused (default ``out/data``).
     ``left_out``: share of the test classes kept out of the gallery (their queries should be
-    answered "no match"). ``target_far``: the false accept rate the threshold is calibrated for.
-    ``examples``: searches of each kind shown in the report.
+    answered "no match"). ``target_fpir``: the FPIR (non-mated searches answered "match") the
+    calibration sets the threshold for. ``examples``: searches of each kind shown in the report.
     """
-    from lookalike.training import fit
-
     console = console or Console()
     out = Path(out)
     if (out / "run" / "metrics.jsonl").exists():
@@ -214,165 +235,210 @@ def run_demo(
     demo_config(out / "data", overrides)  # a bad --set fails now, before any work
     out.mkdir(parents=True, exist_ok=True)
     stages = _Stages(console)
-
     stages.start("data", "a data set every later command reads as a folder per class + manifest")
     manifest, description = prepare_data(out, data=data, dataset=dataset, spec=spec, data_dir=data_dir)
     config = demo_config(manifest, overrides)
     console.print(f"{description}\nmanifest: {manifest}")
-
     stages.start("train", "class-disjoint split, metrics before, training, metrics after")
     run_dir = out / "run"
+    result = _train(config, run_dir, console)
+    stages.start("calibrate", "the decision score and the threshold for a target FPIR, on the val split")
+    record, checkpoint = _calibrate(run_dir, target_fpir=target_fpir, seed=config.data.seed, console=console)
+    stages.start("index", "a gallery of the test split, some of its classes left out")
+    test = _test_split(run_dir, left_out, config.data.seed)
+    with _build_gallery(out / "gallery", checkpoint, test, record, console) as matcher:
+        stages.start("search", "every test query against the gallery, with its decision")
+        searched = _search(matcher, test, console)
+        stages.start("report", "report.html: DET curve, FPIR against gallery size, example searches")
+        open_set = _open_set(matcher, test, record, left_out, config.data.seed)
+    stages.stop()
+    demo = DemoResult(
+        out=out,
+        run_dir=run_dir,
+        gallery=out / "gallery",
+        report=out / "report.html",
+        manifest=Path(manifest),
+        before=dict(result.test_baseline),  # type: ignore[arg-type]
+        after=dict(result.test),  # type: ignore[arg-type]
+        calibration=record.to_dict(),
+        stages=stages.times,
+        open_set=open_set,
+        **searched.figures(),
+    )
+    from lookalike.report.demo_page import DemoPage, write_demo_report
+
+    page = DemoPage(description, config, test.split, result, searched.cases, test.held, examples)
+    write_demo_report(demo, page)
+    _goodbye(demo, console)
+    return demo
+
+
+def _train(config: TrainingConfig, run_dir: Path, console: Console) -> FitResult:
+    from lookalike.training import fit
+
     result = fit(config, run_dir, console=console)
     if result.test is None or result.test_baseline is None:
         raise ValueError("the split has no test queries: use more classes (data.test > 0)")
-
-    stages.start("calibrate", "the match threshold on the val split (unseen classes, open set)")
-    calibration, checkpoint = _calibrate(
-        run_dir, target_far=target_far, open_set_share=left_out, console=console
-    )
-
-    stages.start("index", "a gallery of the test split, some of its classes left out")
-    split = pd.read_csv(run_dir / "split.csv")
-    split["path"] = [str((run_dir / p).resolve()) if not Path(p).is_absolute() else p for p in split["path"]]
-    test = split[split["split"] == "test"]
-    queries = test[test["role"] == "query"]
-    gallery_rows = test[test["role"] == "gallery"]
-    held = _left_out_classes(queries["label"].astype(str).tolist(), left_out, config.data.seed)
-    gallery_rows = gallery_rows[~gallery_rows["label"].astype(str).isin(held)]
-    gallery_dir = out / "gallery"
-    matcher = _build_gallery(gallery_dir, checkpoint, gallery_rows)
-    console.print(
-        f"gallery {gallery_dir}: {len(gallery_rows)} images of "
-        f"{gallery_rows['label'].nunique()} test classes; {len(held)} test classes left out"
-    )
-
-    stages.start("search", "every test query against the gallery, with its decision")
-    results = matcher.search(queries["path"].tolist(), k=5, names=queries["path"].tolist())
-    cases = _cases(queries, results, held, split)
-    known = [c for c in cases if c.known]
-    unknown = [c for c in cases if not c.known]
-    known_correct = float(np.mean([c.outcome == "correct match" for c in known])) if known else float("nan")
-    unknown_rejected = float(np.mean([c.decision != "match" for c in unknown])) if unknown else float("nan")
-    console.print(
-        f"known characters: {known_correct:.1%} matched correctly ({len(known)} queries); "
-        f"left-out characters: {unknown_rejected:.1%} answered no match ({len(unknown)} queries)"
-    )
-    test_far, test_tar, n_impostor, n_genuine = _rates_on_test(
-        *_test_comparisons(cases), calibration["threshold"]["value"]
-    )
-    console.print(
-        f"the threshold on test: FAR {test_far:.3f} of {n_impostor} impostor searches (target "
-        f"{target_far}), TAR {test_tar:.3f} of {n_genuine} genuine ones"
-    )
-
-    stages.start("report", "report.html")
-    stages.stop()
-    report = out / "report.html"
-    _write_report(
-        report,
-        description=description,
-        config=config,
-        split=split,
-        result=result,
-        run_dir=run_dir,
-        calibration=calibration,
-        cases=cases,
-        held=held,
-        gallery_dir=gallery_dir,
-        stages=stages.times,
-        examples=examples,
-        known_correct=known_correct,
-        unknown_rejected=unknown_rejected,
-    )
-    matcher.close()
-    console.print(
-        f"\n[bold]test hit_rate@1[/]: {result.test_baseline['hit_rate@1']:.3f} untrained -> "
-        f"{result.test['hit_rate@1']:.3f} trained"
-    )
-    console.print(f"[bold]report[/]: {report.resolve()}  (open it in a browser)")
-    console.print(f"[bold]start the page[/]: lookalike serve --gallery {gallery_dir}")
-    return DemoResult(
-        out=out,
-        run_dir=run_dir,
-        gallery=gallery_dir,
-        report=report,
-        manifest=Path(manifest),
-        before=dict(result.test_baseline),
-        after=dict(result.test),
-        calibration=calibration,
-        known_correct=known_correct,
-        unknown_rejected=unknown_rejected,
-        n_known=len(known),
-        n_unknown=len(unknown),
-        stages=stages.times,
-        test_far=test_far,
-        test_tar=test_tar,
-    )
+    return result
 
 
 def _calibrate(
-    run_dir: Path, *, target_far: float, open_set_share: float, console: Console
-) -> tuple[dict[str, Any], Path]:
-    """Calibrate the best checkpoint on the val split; returns the figures and the calibrated copy.
-
-    ``open_set_share``: the share of val classes playing unknown objects, the same as the test
-    gallery leaves out, so that the impostors the threshold is set on come in the mix the test
-    searches meet (known classes whose nearest item is another class are the harder impostors)."""
-    from lookalike.calibration import calibrate_split, store_calibration
+    run_dir: Path, *, target_fpir: float, seed: int, console: Console
+) -> tuple[CalibrationRecord, Path]:
+    """Calibrate the best checkpoint on the val split (every val image a search against the others);
+    returns the record and the calibrated copy of the checkpoint."""
+    from lookalike.calibration import calibrate_open_set, write_checkpoint_calibration
     from lookalike.data import read_manifest
+    from lookalike.evaluation import embed_split
     from lookalike.models.inference import load_inference_model
+    from lookalike.protocol import split_rows
 
     best = run_dir / "checkpoints" / "best.pt"
     model = load_inference_model(checkpoint=best)
-    frame = read_manifest(run_dir / "split.csv")
-    calibration = calibrate_split(
-        model, frame, split="val", target_far=target_far, open_set_share=open_set_share
+    queries, gallery = split_rows(read_manifest(run_dir / "split.csv"), "val", queries="all")
+    embedded = embed_split(model.embedder, queries, gallery, device=model.device)
+    record = calibrate_open_set(
+        embedded.embeddings.numpy(),
+        embedded.rows["label"].astype(str).to_numpy(),
+        target_fpir=target_fpir,
+        distance=model.distance,
+        seed=seed,
     )
-    out = run_dir / "checkpoints" / "calibrated.pt"
-    store_calibration(best, calibration, out=out)
-    figures = calibration.to_dict()
+    out = write_checkpoint_calibration(best, record, out=run_dir / "checkpoints" / "calibrated.pt")
+    fnir = record.figures.get("fnir_at_target", {})
     console.print(
-        f"threshold {calibration.threshold.value:.4f} (target FAR {target_far}): on val FAR "
-        f"{calibration.far:.3f}, TAR {calibration.tar:.3f}, ROC AUC {calibration.roc_auc:.3f}, "
-        f"EER {calibration.eer:.3f} -> {out}"
+        f"decision score {record.score!r} (FNIR at FPIR {target_fpir} on val: "
+        + ", ".join(f"{s} {v:.3f}" for s, v in fnir.items())
+        + f"); thresholds for galleries of {record.size_range[0]}-{record.size_range[1]} objects -> {out}"
     )
-    for warning in calibration.warnings:
-        console.print(f"[yellow]note[/]: {warning}")
-    return figures, out
+    return record, out
 
 
-def _build_gallery(folder: Path, checkpoint: Path, rows: pd.DataFrame):
-    """A gallery folder of ``rows`` embedded with the calibrated model; returns its Matcher."""
-    from lookalike.gallery import GalleryHeader, Matcher, create_gallery
+def _test_split(run_dir: Path, left_out: float, seed: int) -> _TestSplit:
+    from lookalike.evaluation.open_set import open_set_classes
+    from lookalike.protocol import split_rows
+
+    split = pd.read_csv(run_dir / "split.csv")
+    split["path"] = [str((run_dir / p).resolve()) if not Path(p).is_absolute() else p for p in split["path"]]
+    queries, gallery = split_rows(split, "test", queries="roles")
+    classes = np.unique(gallery["label"].astype(str))
+    enrolled = open_set_classes(classes, left_out, seed).tolist() if left_out > 0 else classes.tolist()
+    kept = gallery[gallery["label"].astype(str).isin(set(enrolled))]
+    return _TestSplit(split, queries, gallery, kept, frozenset(set(classes.tolist()) - set(enrolled)))
+
+
+def _build_gallery(
+    folder: Path, checkpoint: Path, test: _TestSplit, record: CalibrationRecord, console: Console
+) -> Matcher:
+    """A gallery folder of the enrolled test rows embedded with the calibrated model, built as
+    ``lookalike index build`` builds one, its threshold set for its size; returns its Matcher."""
+    from lookalike.calibration import set_gallery_calibration
+    from lookalike.gallery import Matcher
+    from lookalike.gallery.indexing import build_gallery, embed_items, gallery_header
     from lookalike.models.inference import load_inference_model
 
     model = load_inference_model(checkpoint=checkpoint)
-    threshold = model.threshold.value if model.threshold is not None else None
-    header = GalleryHeader(
-        embed_dim=model.embed_dim,
-        distance=model.distance,
-        model_fingerprint=model.fingerprint,
-        preprocessing=model.preprocessing.to_dict(),
-        model_source=f"checkpoint:{checkpoint.resolve()}",
+    rows = test.enrolled_gallery
+    items = pd.DataFrame(
+        {"id": [f"row-{r}" for r in rows.index], "label": rows["label"].astype(str), "path": rows["path"]}
+    ).reset_index(drop=True)  # the split manifest's row as id: unique, traceable
+    store = build_gallery(
+        folder, gallery_header(model), embed_items(model, items, device=model.device), items
+    )
+    threshold, objects = set_gallery_calibration(store, record)
+    console.print(
+        f"gallery {folder}: {len(items)} images of {objects} test classes; {len(test.held)} test classes "
+        f"left out; threshold {threshold:.4f} on the {record.score} score for {objects} objects "
+        f"(target FPIR {record.target_fpir})"
+    )
+    return Matcher(store, model)
+
+
+@dataclass
+class _Searched:
+    """The test queries' searches against the demo gallery and their rates."""
+
+    cases: list[Any]
+    rates: Any
+    threshold: float
+
+    def figures(self) -> dict[str, Any]:
+        known = [c for c in self.cases if c.known]
+        unknown = [c for c in self.cases if not c.known]
+        return {
+            "known_correct": _share([c.outcome == "correct match" for c in known]),
+            "unknown_rejected": _share([c.decision != "match" for c in unknown]),
+            "n_known": len(known),
+            "n_unknown": len(unknown),
+            "fpir": self.rates.fpir,
+            "fnir": self.rates.fnir,
+            "wrong_match_rate": self.rates.wrong_match_rate,
+            "threshold": self.threshold,
+        }
+
+
+def _search(matcher: Matcher, test: _TestSplit, console: Console) -> _Searched:
+    from lookalike.metrics.identification import identification_rates
+
+    paths = test.queries["path"].tolist()
+    results = matcher.search(paths, k=5, names=paths)
+    cases = _cases(test.queries, results, test.held, test.split)
+    threshold = float(matcher.threshold)  # type: ignore[arg-type]
+    rates = identification_rates(
+        np.array([np.inf if c.score is None else c.score for c in cases]),
+        np.array([c.neighbours[0].label if c.neighbours else None for c in cases], dtype=object),
+        np.array([c.query_label for c in cases], dtype=object),
+        np.array([c.known for c in cases], dtype=bool),
         threshold=threshold,
-        calibration=model.calibration,
     )
-    store = create_gallery(folder, header, overwrite=False)
-    matcher = Matcher(store, model)
-    ids = [f"row-{row}" for row in rows.index]  # the split manifest's row: unique, traceable
-    matcher.add(
-        rows["path"].tolist(), rows["label"].astype(str).tolist(), ids=ids, paths=rows["path"].tolist()
+    searched = _Searched(cases, rates, threshold)
+    f = searched.figures()
+    console.print(
+        f"known characters: {f['known_correct']:.1%} matched right ({f['n_known']} mated searches); "
+        f"left-out characters: {f['unknown_rejected']:.1%} answered no match ({f['n_unknown']} non-mated)\n"
+        f"on the test searches: FPIR {rates.fpir:.3f} of {rates.n_non_mated} non-mated (target "
+        f"{matcher.gallery.header.calibration.get('target_fpir')}), FNIR {rates.fnir:.3f} of {rates.n_mated} "
+        f"mated, wrong-match rate {rates.wrong_match_rate:.3f} (part of FNIR)"
     )
-    return matcher
+    return searched
 
 
-def _cases(queries: pd.DataFrame, results: list, held: set[str], split: pd.DataFrame) -> list:
+def _open_set(
+    matcher: Matcher, test: _TestSplit, record: CalibrationRecord, left_out: float, seed: int
+) -> OpenSetEvaluation:
+    """The test split's DET curves (the demo's held-out classes as the non-mated ones) and FPIR at
+    the calibrated threshold on galleries of an eighth to all but a quarter of its classes."""
+    from lookalike.evaluation import embed_split, evaluate_open_set
+
+    embedded = embed_split(matcher.model.embedder, test.queries, test.gallery, device=matcher.model.device)
+    data = embedded.eval_set()
+    n = len(data.classes)
+    lo, hi = max(1, round(n / 8)), max(1, n - round(n / 4))
+    sizes = sorted({round(lo * (hi / lo) ** (i / 4)) for i in range(5)})
+    return evaluate_open_set(
+        data,
+        distance=matcher.model.distance,
+        non_mated_share=left_out if left_out > 0 else 0.25,
+        seed=seed,
+        gallery_sizes=sizes,
+        draws=3,
+        threshold=record.threshold_for,
+        threshold_score=record.score,
+        depth=record.depth,
+    )
+
+
+def _cases(queries: pd.DataFrame, results: list, held: frozenset[str], split: pd.DataFrame) -> list:
     from lookalike.report import Neighbour, SearchCase
 
     titles = _titles(split)
     cases = []
     for (_, row), res in zip(queries.iterrows(), results, strict=True):
         label = str(row["label"])
+        neighbours = [
+            Neighbour(path=n.path, label=str(n.label), distance=float(n.distance), correct=n.label == label)
+            for n in res.neighbours
+        ]
         cases.append(
             SearchCase(
                 query_path=str(row["path"]),
@@ -382,13 +448,9 @@ def _cases(queries: pd.DataFrame, results: list, held: set[str], split: pd.DataF
                 matched_label=res.label,
                 distance=res.distance,
                 threshold=res.threshold,
-                neighbours=[
-                    Neighbour(
-                        path=n.path, label=str(n.label), distance=float(n.distance), correct=n.label == label
-                    )
-                    for n in res.neighbours
-                ],
+                neighbours=neighbours,
                 title=titles.get(label, ""),
+                score=res.score,
             )
         )
     return cases
@@ -401,160 +463,14 @@ def _titles(split: pd.DataFrame) -> dict[str, str]:
     return {str(r.label): f"{r.char} {str(r.name).lower()}" for r in first.itertuples()}
 
 
-def _write_report(
-    path: Path,
-    *,
-    description: str,
-    config: TrainingConfig,
-    split: pd.DataFrame,
-    result,
-    run_dir: Path,
-    calibration: dict[str, Any],
-    cases: list,
-    held: set[str],
-    gallery_dir: Path,
-    stages: list[tuple[str, float]],
-    examples: int,
-    known_correct: float,
-    unknown_rejected: float,
-) -> None:
-    from lookalike.metrics.verification import roc_curve
-    from lookalike.report import ReportData, roc_figure, training_figure, worst_first, write_report
-    from lookalike.training.history import RunHistory
+def _share(flags: list[bool]) -> float:
+    return float(np.mean(flags)) if flags else float("nan")
 
-    history = RunHistory(run_dir)
-    evals = [r for r in history.evals() if r.get("split") == "val"]
-    training_png = training_figure(
-        history.epochs(), evals, metrics=["hit_rate@1", "hit_rate@10", "recall@10", "map@r"]
+
+def _goodbye(demo: DemoResult, console: Console) -> None:
+    console.print(
+        f"\n[bold]test hit_rate@1[/]: {demo.before['hit_rate@1']:.3f} untrained -> "
+        f"{demo.after['hit_rate@1']:.3f} trained"
     )
-    threshold = calibration["threshold"]["value"]
-    values, genuine = _test_comparisons(cases)
-    roc_png = None
-    roc_note = (
-        f"No ROC curve: of the {len(values)} test searches, {int(genuine.sum())} found their class "
-        f"first and {int((~genuine).sum())} did not; the curve needs both kinds."
-    )
-    if genuine.any() and (~genuine).any():
-        curve = roc_curve(values, genuine)
-        far, tar, _, _ = _rates_on_test(values, genuine, threshold)
-        roc_png = roc_figure(
-            curve.far,
-            curve.tar,
-            threshold_far=far,
-            threshold_tar=tar,
-            label=f"calibrated threshold {threshold:.3f}: FAR {far:.2f}, TAR {tar:.2f} on test",
-        )
-    rows = []
-    for name in ("train", "val", "test"):
-        part = split[split["split"] == name]
-        rows.append(
-            {
-                "split": name,
-                "classes": part["label"].nunique(),
-                "queries": int((part["role"] == "query").sum()),
-                "images": int((part["role"] != "query").sum()),
-            }
-        )
-    cfg = config_to_dict(config)
-    facts = [
-        ("images", f"{len(split)} in {split['label'].nunique()} classes"),
-        (
-            "model",
-            f"{config.model.backbone} → {config.model.embed_dim}-d embedding, {config.model.image_size} px",
-        ),
-        (
-            "miner / loss",
-            f"{config.miner.name or 'no miner (the loss weighs every pair)'} / {config.loss.name}",
-        ),
-        (
-            "training",
-            f"{result.epochs_done} epochs, {result.train_seconds:.0f} s "
-            f"({result.images_per_second:.0f} images/s)",
-        ),
-        ("best epoch (val " + config.eval.metric + ")", str(result.best_epoch)),
-    ]
-    cal_rows = [
-        ("threshold (Euclidean distance)", f"{threshold:.4f}"),
-        (
-            "calibrated on",
-            f"val split, {calibration.get('n_genuine')} genuine and "
-            f"{calibration.get('n_impostor')} impostor comparisons",
-        ),
-        ("target FAR", f"{calibration.get('target_far')}"),
-        (
-            "FAR / TAR on val",
-            f"{calibration.get('far', float('nan')):.3f} / {calibration.get('tar', float('nan')):.3f}",
-        ),
-        (
-            "ROC AUC / EER on val",
-            f"{calibration.get('roc_auc', float('nan')):.3f} / {calibration.get('eer', float('nan')):.3f}",
-        ),
-    ]
-    known = [c for c in cases if c.known]
-    unknown = [c for c in cases if not c.known]
-    open_rows = [
-        ("known test characters matched correctly", f"{known_correct:.1%} of {len(known)}"),
-        ("left-out test characters answered “no match”", f"{unknown_rejected:.1%} of {len(unknown)}"),
-    ]
-    no_match = sorted(unknown, key=lambda c: (c.good, c.distance or 0.0))
-    data = ReportData(
-        title="lookalike demo: find this character among known ones",
-        dataset=description,
-        facts=facts,
-        split_rows=rows,
-        config_yaml=yaml.safe_dump(cfg, sort_keys=False),
-        ks=config.eval.ks,
-        before=result.test_baseline,
-        after=result.test,
-        calibration=cal_rows,
-        open_set=open_rows,
-        training_png=training_png,
-        roc_png=roc_png,
-        roc_note=roc_note,
-        searches=worst_first(known)[:examples],
-        no_match=no_match[:examples],
-        stages=stages,
-        names=_short_names(split),
-        commands=[
-            ("start the search page", f"lookalike serve --gallery {gallery_dir}"),
-            ("search from the terminal", f"lookalike search --gallery {gallery_dir} IMAGE..."),
-            (
-                "evaluate the trained model",
-                f"lookalike evaluate --checkpoint {run_dir}/checkpoints/best.pt "
-                f"--manifest {run_dir}/split.csv --split test",
-            ),
-        ],
-    )
-    write_report(path, data)
-
-
-def _short_names(split: pd.DataFrame) -> dict[str, str]:
-    if "char" not in split.columns:
-        return {}
-    first = split.drop_duplicates("label")
-    return {str(r.label): f"{r.char} {r.label}" for r in first.itertuples()}
-
-
-def _rates_on_test(
-    distances: np.ndarray, genuine: np.ndarray, threshold: float
-) -> tuple[float, float, int, int]:
-    """(FAR, TAR, impostors, genuine) of ``threshold`` on the test searches (from
-    :func:`_test_comparisons`), with calibration's definitions: a search is genuine when the query's
-    class is known and its nearest item is of that class, an impostor otherwise (a left-out class, or
-    a known one whose nearest item is another)."""
-    accepted = distances <= threshold
-    far = float(accepted[~genuine].mean()) if (~genuine).any() else float("nan")
-    tar = float(accepted[genuine].mean()) if genuine.any() else float("nan")
-    return far, tar, int((~genuine).sum()), int(genuine.sum())
-
-
-def _test_comparisons(cases: list) -> tuple[np.ndarray, np.ndarray]:
-    """The nearest distance of every test search that found an item, and whether it is genuine."""
-    searched = [c for c in cases if c.distance is not None]
-    distances = np.array([c.distance for c in searched], dtype=float)
-    genuine = np.array([c.known and _nearest_correct(c) for c in searched], dtype=bool)
-    return distances, genuine
-
-
-def _nearest_correct(case) -> bool:
-    return bool(case.neighbours) and case.neighbours[0].correct
+    console.print(f"[bold]report[/]: {demo.report.resolve()}  (open it in a browser)")
+    console.print(f"[bold]start the page[/]: lookalike serve --gallery {demo.gallery}")
