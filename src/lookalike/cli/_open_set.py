@@ -123,6 +123,15 @@ def run_open_set(
         threshold=threshold,
     )
     console.print(fnir_table(evaluation))
+    at = evaluation.report.at_threshold
+    if at is not None:
+        n = evaluation.report.n_enrolled_classes
+        console.print(
+            f"at the model's threshold {at.threshold:.4f} ({at.score} score, {n} enrolled classes): "
+            f"FPIR {_with_ci(at.fpir, at.fpir_ci95)} of {at.n_non_mated} non-mated, "
+            f"FNIR {_with_ci(at.fnir, at.fnir_ci95)} of {at.n_mated} mated, wrong-match rate "
+            f"{_fmt(at.wrong_match_rate)}"
+        )
     if evaluation.sizes:
         console.print(sizes_table(evaluation))
     payload = evaluation.to_dict()

@@ -164,11 +164,16 @@ class OpenSetReport:
     fnir_at_fpir: tuple[FnirAtFpir, ...]
     det: dict[str, DetCurve]
     depth: int
+    #: the rates at a given (calibrated) threshold, when one was given
+    at_threshold: RatesAtThreshold | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (the DET curves are left to the plot)."""
-        out = {k: v for k, v in self.__dict__.items() if k not in ("fnir_at_fpir", "det")}
+        skip = ("fnir_at_fpir", "det", "at_threshold")
+        out = {k: v for k, v in self.__dict__.items() if k not in skip}
         out["fnir_at_fpir"] = [row.to_dict() for row in self.fnir_at_fpir]
+        if self.at_threshold is not None:
+            out["at_threshold"] = self.at_threshold.to_dict()
         return out
 
 
@@ -196,13 +201,17 @@ def open_set_report(
     targets: Sequence[float] = FPIR_TARGETS,
     scores: Sequence[str] = SCORES,
     depth: int = DEFAULT_DEPTH,
+    threshold: float | None = None,
+    threshold_score: str = "nearest",
 ) -> OpenSetReport:
     """Hold out ``round(non_mated_share * classes)`` classes (seeded; at least 1, at most all but
-    1), enrol the rest, and measure FNIR at each target FPIR and the DET curve of each score."""
+    1), enrol the rest, and measure FNIR at each target FPIR and the DET curve of each score;
+    ``threshold``: also the rates of ``threshold_score`` at it."""
     enrolled = open_set_classes(data.classes, non_mated_share, seed)
     draw = search_enrolled(data, enrolled, None, distance=distance, depth=depth, retrieval=False)
     rows = tuple(fnir_rows([draw], targets, scores))
     dets = {s: det_curve(*scored(draw, s)) for s in scores}
+    at = None if threshold is None else rates_at_threshold([draw], threshold, threshold_score)
     return OpenSetReport(
         n_classes=len(data.classes),
         n_enrolled_classes=len(enrolled),
@@ -212,6 +221,7 @@ def open_set_report(
         fnir_at_fpir=rows,
         det=dets,
         depth=depth,
+        at_threshold=at,
     )
 
 

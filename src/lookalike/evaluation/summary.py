@@ -19,7 +19,13 @@ from lookalike.evaluation.gallery_sizes import (
     distractor_sweep,
     gallery_size_sweep,
 )
-from lookalike.evaluation.open_set import DEFAULT_DEPTH, EvalSet, OpenSetReport, open_set_report
+from lookalike.evaluation.open_set import (
+    DEFAULT_DEPTH,
+    EvalSet,
+    OpenSetReport,
+    open_set_classes,
+    open_set_report,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,7 +83,13 @@ def evaluate_open_set(
     if gallery_sizes and distractors is not None:
         raise ValueError("give gallery sizes or distractors, not both (each defines the gallery's size)")
     common = {"distance": distance, "seed": seed, "depth": depth}
-    report = open_set_report(data, non_mated_share=non_mated_share, **common)
+    base = None
+    if threshold is not None:
+        n = len(open_set_classes(data.classes, non_mated_share, seed))
+        base = float(threshold(n) if callable(threshold) else threshold)
+    report = open_set_report(
+        data, non_mated_share=non_mated_share, threshold=base, threshold_score=threshold_score, **common
+    )
     kw = {**common, "threshold": threshold, "threshold_score": threshold_score}
     if gallery_sizes:
         points = gallery_size_sweep(data, list(gallery_sizes), draws=draws, **kw)
