@@ -178,3 +178,20 @@ def test_distractor_ladder_and_bad_input() -> None:
         gallery_size_sweep(data, [0, 9])
     with pytest.raises(ValueError, match="3 distractor labels for 2"):
         distractor_sweep(data, circle([1, 2]), distractor_labels=["x", "y", "z"])
+
+
+def test_distractor_sweep_sets_the_threshold_for_enrolled_plus_distractor_objects() -> None:
+    data = toy(n_classes=8)
+    asked: list[int] = []
+
+    def threshold_for(n: int) -> float:
+        asked.append(n)
+        return 0.3
+
+    distractors = circle(np.arange(12) * 30.0 + 7.0)
+    labels = ["x", "x", "y", "y", "z", "z", "w", "w", "v", "v", "u", "u"]  # 6 objects
+    distractor_sweep(data, distractors, counts=[0, 12], threshold=threshold_for, scores=("nearest",))
+    distractor_sweep(
+        data, distractors, distractor_labels=labels, counts=[12], threshold=threshold_for, scores=("nearest",)
+    )
+    assert asked == [6, 6 + 12, 6 + 6]  # 6 enrolled classes (a quarter of 8 held out)

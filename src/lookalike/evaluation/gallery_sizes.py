@@ -93,6 +93,8 @@ def gallery_size_sweep(
 
     ``threshold``: a fixed threshold, or a function of the gallery size in classes (a calibration
     that sets the threshold for any size), applied to ``threshold_score``: gives ``at_threshold``.
+    In :func:`distractor_sweep` the function is asked for the gallery's objects: the enrolled
+    classes plus the distractors' objects.
     """
     classes = data.classes
     bad = [s for s in sizes if not 1 <= int(s) <= len(classes)]
@@ -158,7 +160,8 @@ def distractor_sweep(
     for count in counts:
         pick = order[: int(count)]
         found = search_enrolled(data, base, (distractors[pick], names[pick]), distance=distance, depth=depth)
-        point = _point([found], len(base), int(count), targets, scores, threshold, threshold_score)
+        objects = len(base) + len(np.unique(names[pick]))  # what a gallery counts its threshold for
+        point = _point([found], len(base), int(count), targets, scores, threshold, threshold_score, objects)
         points.append(dataclasses.replace(point, enrolled=(tuple(base.tolist()),)))
     return points
 
@@ -180,7 +183,9 @@ def _point(
     scores: Sequence[str],
     threshold: float | ThresholdForSize | None,
     threshold_score: str,
+    objects: int | None = None,
 ) -> SizePoint:
+    """``objects``: the gallery's objects (distinct labels) the threshold is set for; default ``size``."""
     return SizePoint(
         size_classes=size,
         size_images=float(np.mean([d.n_gallery for d in draws])),
@@ -191,7 +196,7 @@ def _point(
         fnir_at_fpir=tuple(fnir_rows(draws, targets, scores)),
         at_threshold=None
         if threshold is None
-        else rates_at_threshold(draws, _threshold_at(threshold, size), threshold_score),
+        else rates_at_threshold(draws, _threshold_at(threshold, objects or size), threshold_score),
     )
 
 
