@@ -13,12 +13,12 @@ import pandas as pd
 import yaml
 
 from lookalike.config import TrainingConfig, config_to_dict
-from lookalike.report.html import ReportData, SearchCase, outcome_rows, worst_first, write_report
+from lookalike.report import ReportData, SearchCase, outcome_rows, worst_first, write_report
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from lookalike.demo import DemoResult
+    from lookalike.demo.run import DemoResult
 
 __all__ = ["DemoPage", "write_demo_report"]
 
@@ -39,7 +39,7 @@ class DemoPage:
 
 def write_demo_report(demo: DemoResult, page: DemoPage) -> Path:
     """Write ``demo.report`` (one self-contained HTML file); returns its path."""
-    from lookalike.report.figures import training_figure
+    from lookalike.report import training_figure
     from lookalike.training.history import RunHistory
 
     history = RunHistory(demo.run_dir)
