@@ -23,7 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.data.roles import ROLE_GALLERY, ROLE_QUERY, ROLE_QUERY_GALLERY, ROLE_TRAIN
+from lookalike.data.roles import (
+    ROLE_GALLERY,
+    ROLE_QUERY,
+    ROLE_QUERY_GALLERY,
+    ROLE_TRAIN,
+    is_gallery,
+    is_query,
+)
 from lookalike.metrics.retrieval import RetrievalReport, retrieval_metrics
 
 __all__ = ["ROLE_BOTH", "TABLE_ROLES", "EmbeddingTable", "evaluate_embeddings", "load_embeddings"]
@@ -46,17 +53,20 @@ class EmbeddingTable:
 
     def query_mask(self) -> np.ndarray:
         """(N,) bool: the rows searched with (role query or both); every row without roles."""
-        return self._role_mask(ROLE_QUERY)
+        return self._role_mask(is_query)
 
     def gallery_mask(self) -> np.ndarray:
         """(N,) bool: the rows searched in (role gallery or both); every row without roles."""
-        return self._role_mask(ROLE_GALLERY)
+        return self._role_mask(is_gallery)
 
-    def _role_mask(self, role: str) -> np.ndarray:
+    def _role_mask(self, test: Any) -> np.ndarray:
+        import pandas as pd
+
         if self.roles is None:
             return np.ones(len(self.labels), dtype=bool)
         roles = np.asarray(self.roles).astype(str)
-        return (roles == role) | (roles == ROLE_BOTH) | (roles == ROLE_QUERY_GALLERY)
+        manifest_roles = np.where(roles == ROLE_BOTH, ROLE_QUERY_GALLERY, roles)  # a manifest's words
+        return np.asarray(test(pd.DataFrame({"role": manifest_roles})), dtype=bool)
 
 
 def load_embeddings(
