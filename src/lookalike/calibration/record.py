@@ -12,6 +12,7 @@ false accept rate, or given by hand) as a ``"fixed"`` record.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ class CalibrationRecord:
 
     def threshold_for(self, n_objects: int) -> float:
         """The threshold for a gallery of ``n_objects`` enrolled objects (distinct labels)."""
-        from lookalike.calibration.size_model import threshold_for_size
+        from lookalike.metrics.identification import threshold_for_size
 
         return threshold_for_size(self.thresholds, n_objects)
 
@@ -187,11 +188,14 @@ def set_gallery_calibration(
     store: GalleryStore, record: CalibrationRecord | None
 ) -> tuple[float | None, int]:
     """Store ``record`` in the gallery's header with the threshold for its current size (None: clear
-    both). Returns ``(threshold, objects)``; the one way a gallery's threshold is written."""
+    both), and that size as the figure ``gallery_objects``. Returns ``(threshold, objects)``; the one
+    way a gallery's threshold is written."""
     n = gallery_objects(store)
     if record is None:
         store.set_threshold(None, None)
         return None, n
     threshold = record.threshold_for(max(n, 1))
+    if record.method == "object-profiles":
+        record = dataclasses.replace(record, figures={**record.figures, "gallery_objects": n})
     store.set_threshold(threshold, record.to_dict())
     return threshold, n

@@ -17,7 +17,7 @@ it is exact as well (the nearest other label is the second object); the z-norm c
 the other objects of the simulated top-k.
 
 :func:`size_thresholds` gives the threshold for a target FPIR on a grid of gallery sizes (in
-objects); :func:`threshold_for_size` interpolates it in log size.
+objects); :func:`lookalike.metrics.identification.threshold_for_size` interpolates it in log size.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lookalike.metrics.identification import decision_scores, threshold_at_fpir
+from lookalike.metrics.identification import decision_scores, threshold_at_fpir, threshold_for_size
 
 __all__ = [
     "SIZE_GRID",
@@ -121,13 +121,3 @@ def size_thresholds(
         running = np.minimum.accumulate([t for _, t in out])
         out = [(n, float(t)) for (n, _), t in zip(out, running, strict=True)]
     return out
-
-
-def threshold_for_size(table: Sequence[tuple[int, float]], n_objects: int) -> float:
-    """The threshold for a gallery of ``n_objects`` from a :func:`size_thresholds` table, linear in
-    log size between its points (its first / last value outside them)."""
-    if not table:
-        raise ValueError("the threshold table is empty")
-    sizes = np.log(np.asarray([n for n, _ in table], dtype=np.float64))
-    values = np.asarray([t for _, t in table], dtype=np.float64)
-    return float(np.interp(np.log(max(int(n_objects), 1)), sizes, values))

@@ -52,6 +52,7 @@ __all__ = [
     "identification_rates",
     "other_label_distance",
     "threshold_at_fpir",
+    "threshold_for_size",
     "wilson_interval",
 ]
 
@@ -226,6 +227,17 @@ def threshold_at_fpir(non_mated_scores: np.ndarray, target_fpir: float) -> float
     if allowed >= len(s):
         return float(s[-1])
     return float(np.nextafter(s[allowed], -np.inf))
+
+
+def threshold_for_size(table: Sequence[Sequence[float]], n_objects: int) -> float:
+    """The threshold for a gallery of ``n_objects`` enrolled objects from a table
+    ``[(objects, threshold), ...]`` ascending in size: linear in log size between its points, its
+    first / last value outside them."""
+    if len(table) == 0:
+        raise ValueError("the threshold table is empty")
+    sizes = np.log(np.asarray([n for n, _ in table], dtype=np.float64))
+    values = np.asarray([t for _, t in table], dtype=np.float64)
+    return float(np.interp(np.log(max(int(n_objects), 1)), sizes, values))
 
 
 def fnir_at_fpir(
