@@ -98,7 +98,7 @@ def test_znorm_score_against_a_slow_loop():
     for q in range(40):
         cohort, seen = [], {labels[q, 0]}
         for j in range(1, 8):
-            if labels[q, j] not in seen:
+            if labels[q, j] not in seen and len(cohort) < 4:
                 seen.add(labels[q, j])
                 cohort.append(dist[q, j])
         want = (dist[q, 0] - np.mean(cohort)) / np.std(cohort) if len(cohort) >= 2 else 0.0

@@ -11,8 +11,8 @@ Two backends share the protocol (:class:`GalleryStore`), chosen by the location 
 - ``milvus-lite:PATH.db[#collection]`` (embedded Milvus Lite) or ``milvus://HOST:PORT/COLLECTION``
   (a Milvus server or cluster): :mod:`lookalike.gallery.milvus_store`.
 
-Distances: :data:`lookalike.protocol.GALLERY_DISTANCES` (defined there with their units and
-conversions); smaller is closer.
+Distances: :data:`lookalike.protocol.GALLERY_DISTANCES`, defined there with their units and
+conversions; smaller is closer.
 """
 
 from __future__ import annotations
@@ -30,9 +30,6 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from lookalike.protocol import GALLERY_DISTANCES as DISTANCES
-from lookalike.protocol import from_backend as to_distance  # noqa: F401 (the stores import it from here)
-
 __all__ = [
     "DISTANCES",
     "GalleryError",
@@ -44,6 +41,8 @@ __all__ = [
     "index_recall",
     "open_gallery",
 ]
+
+from lookalike.protocol import GALLERY_DISTANCES as DISTANCES
 
 FORMAT_VERSION = 1
 #: Item columns every store keeps; any other column of ``items`` is free metadata.
@@ -360,6 +359,14 @@ def merge_items(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
             ):
                 a[col] = a[col].astype("Int64")
     return pd.concat([old, new], ignore_index=True)
+
+
+def to_distance(raw: np.ndarray, distance: str, *, squared_l2: bool = True) -> np.ndarray:
+    """Backend scores -> lookalike distances: squared L2 -> sqrt; inner product -> 1 - similarity."""
+    raw = np.asarray(raw, dtype=np.float32)
+    if distance == "euclidean":
+        return np.sqrt(np.maximum(raw, 0.0), dtype=np.float32) if squared_l2 else raw
+    return (1.0 - raw).astype(np.float32)
 
 
 def index_recall(store: GalleryStore, sample: int = 1000, k: int = 10, seed: int = 0) -> float:

@@ -24,9 +24,10 @@ Decision scores (:data:`SCORES`), from one search's top-k (``d1`` = nearest dist
   is an upper bound of the true ratio (the decision errs toward "no match"). ``d_other == 0``
   gives 1.
 - ``znorm`` (cohort z-norm): ``(d1 - mean(cohort)) / std(cohort)``, the cohort being the nearest
-  distance of each *other* label found in the top-k (at most one per label). With fewer than two
-  such labels the score is 0 (``d1`` is taken as typical of the cohort), which any useful
-  threshold (negative) answers "no match"; the standard deviation is floored at 1e-6.
+  distance of each of the first :data:`COHORT` *other* labels found in the top-k (one distance per
+  label, so that a label with many images does not fill it). With fewer than two such labels the
+  score is 0 (``d1`` is taken as typical of the cohort), which any useful threshold (negative)
+  answers "no match"; the standard deviation is floored at 1e-6.
 
 Rates come with their counts; :func:`wilson_interval` gives a confidence interval for a rate.
 """
@@ -41,6 +42,7 @@ from statistics import NormalDist
 import numpy as np
 
 __all__ = [
+    "COHORT",
     "SCORES",
     "DetCurve",
     "IdentificationRates",
@@ -50,12 +52,15 @@ __all__ = [
     "identification_rates",
     "other_label_distance",
     "threshold_at_fpir",
+    "threshold_for_size",
     "wilson_interval",
 ]
 
 #: The decision scores, simplest first (a tie in the choice goes to the earlier one).
 SCORES: tuple[str, ...] = ("nearest", "ratio", "znorm")
 _STD_FLOOR = 1e-6
+#: How many other labels form the z-norm cohort.
+COHORT = 4
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,8 @@ def _znorm(labels: np.ndarray, distances: np.ndarray, valid: np.ndarray) -> np.n
             if ok and lab not in seen:
                 seen.add(lab)
                 cohort.append(d)
+                if len(cohort) == COHORT:
+                    break
         if len(cohort) >= 2:
             c = np.asarray(cohort)
             out[q] = (distances[q, 0] - c.mean()) / max(float(c.std()), _STD_FLOOR)
@@ -220,6 +227,17 @@ def threshold_at_fpir(non_mated_scores: np.ndarray, target_fpir: float) -> float
     if allowed >= len(s):
         return float(s[-1])
     return float(np.nextafter(s[allowed], -np.inf))
+
+
+def threshold_for_size(table: Sequence[Sequence[float]], n_objects: int) -> float:
+    """The threshold for a gallery of ``n_objects`` enrolled objects from a table
+    ``[(objects, threshold), ...]`` ascending in size: linear in log size between its points, its
+    first / last value outside them."""
+    if len(table) == 0:
+        raise ValueError("the threshold table is empty")
+    sizes = np.log(np.asarray([n for n, _ in table], dtype=np.float64))
+    values = np.asarray([t for _, t in table], dtype=np.float64)
+    return float(np.interp(np.log(max(int(n_objects), 1)), sizes, values))
 
 
 def fnir_at_fpir(
