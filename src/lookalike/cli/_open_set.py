@@ -18,6 +18,7 @@ from lookalike._io import atomic_path
 if TYPE_CHECKING:
     import numpy as np
 
+    from lookalike.calibration import CalibrationRecord
     from lookalike.evaluation import EvalSet, OpenSetEvaluation
 
 __all__ = [
@@ -103,14 +104,22 @@ def run_open_set(
     *,
     distance: str,
     distractors: tuple[np.ndarray, list[str] | None] | None,
-    threshold: float | None,
+    calibration: CalibrationRecord | None,
     json_path: Path | None,
     console: Console,
 ) -> dict[str, Any]:
     """Evaluate, print the tables, write the plots; returns the JSON part (``open_set``, and
-    ``gallery_sizes`` when sizes or distractors were given)."""
+    ``gallery_sizes`` when sizes or distractors were given). ``calibration``: the model's; its
+    threshold for each gallery's size, on its decision score, gives the rates at it."""
     from lookalike.evaluation.summary import evaluate_open_set
 
+    decision: dict[str, Any] = {}
+    if calibration is not None:
+        decision = {
+            "threshold": calibration.threshold_for,
+            "threshold_score": calibration.score,
+            "depth": calibration.depth,
+        }
     evaluation = evaluate_open_set(
         data,
         distance=distance,
@@ -120,14 +129,14 @@ def run_open_set(
         draws=options.draws,
         distractors=None if distractors is None else distractors[0],
         distractor_labels=None if distractors is None else distractors[1],
-        threshold=threshold,
+        **decision,
     )
     console.print(fnir_table(evaluation))
     at = evaluation.report.at_threshold
     if at is not None:
         n = evaluation.report.n_enrolled_classes
         console.print(
-            f"at the model's threshold {at.threshold:.4f} ({at.score} score, {n} enrolled classes): "
+            f"at the calibrated threshold {at.threshold:.4f} ({at.score} score, {n} enrolled classes): "
             f"FPIR {_with_ci(at.fpir, at.fpir_ci95)} of {at.n_non_mated} non-mated, "
             f"FNIR {_with_ci(at.fnir, at.fnir_ci95)} of {at.n_mated} mated, wrong-match rate "
             f"{_fmt(at.wrong_match_rate)}"

@@ -233,6 +233,7 @@ def evaluate(
     """Embed a split's queries and gallery with a checkpoint, or a frozen backbone (--backbone: the
     transfer-learning baseline), and print the retrieval metrics and the open-set identification
     figures (FNIR at FPIR, DET; by gallery size or with distractors)."""
+    from lookalike.calibration import read_calibration
     from lookalike.data import read_manifest
     from lookalike.distances import create_distance
     from lookalike.evaluation import embed_split, split_frames
@@ -261,9 +262,9 @@ def evaluate(
             extra_set = embed_distractors(
                 model.embedder, distractors, device=model.device, batch_size=batch_size
             )
-        threshold = None if model.threshold is None else model.threshold.value
+        calibration = read_calibration(model.calibration)
         identification = _open_set_part(
-            embedded.eval_set(), open_set, distance, extra_set, threshold, out, console
+            embedded.eval_set(), open_set, distance, extra_set, calibration, out, console
         )
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         typer.echo(f"error: {err}", err=True)
@@ -290,7 +291,7 @@ def _open_set_part(
     options: OpenSetOptions,
     distance: str,
     distractors: Any,
-    threshold: float | None,
+    calibration: Any,
     json_path: Path | None,
     console: Console,
 ) -> dict[str, Any]:
@@ -313,7 +314,7 @@ def _open_set_part(
         options,
         distance=distance,
         distractors=distractors,
-        threshold=threshold,
+        calibration=calibration,
         json_path=json_path,
         console=console,
     )

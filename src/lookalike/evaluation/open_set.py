@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lookalike.calibration.record import DECISION_DEPTH
 from lookalike.metrics.identification import (
     SCORES,
     DetCurve,
@@ -58,8 +59,9 @@ __all__ = [
 
 #: The FPIRs FNIR is reported at.
 FPIR_TARGETS: tuple[float, ...] = (0.1, 0.05, 0.01, 0.001)
-#: Neighbours a search retrieves for its decision score.
-DEFAULT_DEPTH = 10
+#: Neighbours a search retrieves for its decision score: as deep as a gallery search looks
+#: (:data:`lookalike.calibration.DECISION_DEPTH`), so the scores are the ones a search decides on.
+DEFAULT_DEPTH = DECISION_DEPTH
 
 
 @dataclass(frozen=True)
