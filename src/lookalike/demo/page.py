@@ -76,7 +76,7 @@ def write_demo_report(demo: DemoResult, page: DemoPage) -> Path:
 
 
 def _open_set_figures(demo: DemoResult) -> tuple[bytes | None, str, bytes | None]:
-    from lookalike.report.open_set import det_plot, gallery_size_plot
+    from lookalike.report.open_set import det_plot, threshold_by_size_plot
 
     evaluation = demo.open_set
     if evaluation is None:
@@ -95,7 +95,7 @@ def _open_set_figures(demo: DemoResult) -> tuple[bytes | None, str, bytes | None
         f"the demo gallery at its threshold: FPIR {demo.fpir:.2f}, FNIR {demo.fnir:.2f}",
     )
     det = det_plot(report, marks=[mark])
-    sizes = gallery_size_plot(evaluation, fpir=float(target)) if evaluation.sizes else None
+    sizes = threshold_by_size_plot(evaluation, target_fpir=float(target)) if evaluation.sizes else None
     return det, "", sizes
 
 

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from lookalike.evaluation.open_set import OpenSetReport
     from lookalike.evaluation.summary import OpenSetEvaluation
 
-__all__ = ["det_plot", "gallery_size_plot"]
+__all__ = ["det_plot", "gallery_size_plot", "threshold_by_size_plot"]
 
 
 def det_plot(
@@ -52,3 +52,25 @@ def gallery_size_plot(evaluation: OpenSetEvaluation, *, fpir: float = 0.05, titl
         reference = (fpir, f"target FPIR {fpir:g}")
     xlabel = "distractor images added" if distractors else "gallery size (enrolled classes)"
     return gallery_size_figure(sizes, series, xlabel=xlabel, reference=reference, title=title)
+
+
+def threshold_by_size_plot(evaluation: OpenSetEvaluation, *, target_fpir: float, title: str = "") -> bytes:
+    """FPIR, FNIR and the wrong-match rate at the calibrated threshold (set for each gallery's size)
+    against gallery size in enrolled classes, with the target FPIR as a dashed line."""
+    points = [p for p in evaluation.sizes if p.at_threshold is not None]
+    if not points:
+        raise ValueError("the evaluation has no rates at a threshold (give a calibration's threshold)")
+    rates = [p.at_threshold for p in points]
+    series = {
+        "FPIR (non-mated answered “match”)": [r.fpir for r in rates],  # type: ignore[union-attr]
+        "FNIR (mated not matched right)": [r.fnir for r in rates],  # type: ignore[union-attr]
+        "wrong-match rate (part of FNIR)": [r.wrong_match_rate for r in rates],  # type: ignore[union-attr]
+    }
+    return gallery_size_figure(
+        [p.size_classes for p in points],
+        series,
+        xlabel="gallery size (enrolled classes)",
+        reference=(target_fpir, f"target FPIR {target_fpir:g}"),
+        title=title
+        or f"at the calibrated threshold ({rates[0].score} score), {points[0].draws} draws per size",
+    )
