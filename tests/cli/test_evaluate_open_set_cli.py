@@ -154,3 +154,31 @@ def test_evaluate_a_backbone_with_sizes_and_a_distractor_folder(tmp_path: Path) 
     assert [p["n_distractors"] for p in points] == [0, 10, 12]
     res = runner.invoke(app, [*base, "--distractors", str(tmp_path / "nope")])
     assert res.exit_code == 1 and "no such distractors folder or manifest" in res.output
+
+
+def test_a_calibration_record_sets_the_threshold_for_each_gallery_size(toy: Path) -> None:
+    from rich.console import Console
+
+    from lookalike.calibration import CalibrationRecord
+    from lookalike.cli._open_set import OpenSetOptions, run_open_set
+
+    record = CalibrationRecord(
+        method="object-profiles", target_fpir=0.05, thresholds=((1, 1.2), (100, 0.2)), score="ratio"
+    )
+    data = EvalSet.from_table(load_embeddings(toy))
+    payload = run_open_set(
+        data,
+        OpenSetOptions(gallery_sizes="4,10"),
+        distance="euclidean",
+        distractors=None,
+        calibration=record,
+        json_path=None,
+        console=Console(quiet=True),
+    )
+    base = payload["open_set"]["at_threshold"]
+    assert base["score"] == "ratio" and base["threshold"] == pytest.approx(record.threshold_for(15))  # 20 - 5
+    points = payload["gallery_sizes"]["points"]
+    assert [p["at_threshold"]["threshold"] for p in points] == pytest.approx(
+        [record.threshold_for(4), record.threshold_for(10)]
+    )
+    assert points[0]["at_threshold"]["threshold"] > points[1]["at_threshold"]["threshold"]
