@@ -132,6 +132,21 @@ def measure(folder: Path, *, draws: int, seed: int, target: float, console: Cons
         depth=record.depth,
     )
     fpir = [p.at_threshold.fpir for p in points]
+    # the size model on val itself, and the thresholds the test's own non-mated searches would give
+    val_sizes = size_ladder(len(val.classes), steps=4)
+    on_val = gallery_size_sweep(
+        val,
+        val_sizes,
+        draws=draws,
+        seed=seed,
+        distance=distance,
+        scores=(record.score,),
+        targets=(target,),
+        threshold=record.threshold_for,
+        threshold_score=record.score,
+        depth=record.depth,
+    )
+    thresholds = [(p.at_threshold.threshold, p.fnir_at_fpir[0].threshold) for p in points]
     grown = np.asarray(grown_gallery(test, record, draws=draws, seed=seed, distance=distance))
     det_fnir, per_score = {}, {}
     for score in SCORES:  # each score calibrated on val, read on the test gallery of all but a quarter
@@ -158,6 +173,9 @@ def measure(folder: Path, *, draws: int, seed: int, target: float, console: Cons
         "points": points,
         "fpir": fpir,
         "grown": grown,
+        "val_sizes": val_sizes,
+        "val_fpir": [p.at_threshold.fpir for p in on_val],
+        "thresholds": thresholds,
         "det_fnir": det_fnir,
         "per_score": per_score,
         "seconds": time.perf_counter() - t0,
@@ -234,6 +252,13 @@ def show(results: list[dict], target: float, console: Console) -> bool:
             )
     console.print(table)
     for r in results:
+        console.print(
+            f"{r['name']}: the size model on val galleries of {r['val_sizes']} classes: FPIR "
+            + " ".join(f"{x:.3f}" for x in r["val_fpir"])
+            + "; test thresholds by size, calibrated / the test's own for FPIR "
+            + f"{target}: "
+            + " ".join(f"{a:.3f}/{b:.3f}" for a, b in r["thresholds"])
+        )
         console.print(f"{r['name']}: {r['seconds']:.0f} s; calibration figures {dict(r['record'].figures)}")
     return ok
 
