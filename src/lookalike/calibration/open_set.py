@@ -24,14 +24,21 @@ per-object distance the profile is extrapolated, and the measurements (BENCHMARK
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from lookalike.calibration.record import DECISION_DEPTH, CalibrationRecord
 from lookalike.calibration.size_model import object_profiles, size_thresholds
 from lookalike.metrics.identification import SCORES, decision_scores, fnir_at_fpir
-from lookalike.protocol import check_gallery_distance, gallery_topk
+from lookalike.protocol import ProtocolError, check_gallery_distance, gallery_topk, split_rows, union_rows
 
-__all__ = ["SIZE_FACTOR", "calibrate_open_set", "choose_score", "score_fnir"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lookalike.models.inference import InferenceModel
+
+__all__ = ["SIZE_FACTOR", "calibrate_model", "calibrate_open_set", "choose_score", "score_fnir"]
 
 #: The calibration covers galleries of up to this many times its own number of objects.
 SIZE_FACTOR = 8
@@ -48,16 +55,25 @@ def _distances(emb: np.ndarray, distance: str) -> np.ndarray:
 
 
 def score_fnir(
-    dist: np.ndarray, labels: np.ndarray, *, target_fpir: float, depth: int, repeats: int, seed: int
+    dist: np.ndarray,
+    labels: np.ndarray,
+    *,
+    target_fpir: float,
+    depth: int = DECISION_DEPTH,
+    repeats: int = 4,
+    seed: int = 0,
+    open_set_share: float = 0.5,
 ) -> dict[str, float]:
-    """Mean FNIR at ``target_fpir`` of each score over ``repeats`` seeded half/half enrolments of
-    the classes (``dist`` (N, N) gallery distances between the images, ``labels`` (N,))."""
+    """Mean FNIR at ``target_fpir`` of each score over ``repeats`` seeded enrolments of the classes
+    (``open_set_share`` of them left out and searched as non-mated; ``dist`` (N, N) gallery
+    distances between the images, ``labels`` (N,))."""
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     if len(classes) < 4:
         raise ValueError(f"choosing a decision score needs at least 4 classes, found {len(classes)}")
     results: dict[str, list[float]] = {s: [] for s in SCORES}
     for r in range(repeats):
-        enrolled = np.random.default_rng(seed + r).permutation(classes)[: len(classes) // 2]
+        n_out = min(max(1, round(open_set_share * len(classes))), len(classes) - 2)
+        enrolled = np.random.default_rng(seed + r).permutation(classes)[n_out:]
         in_gallery = np.isin(labels, enrolled)
         d = np.where(in_gallery[None, :], dist, np.inf)
         np.fill_diagonal(d, np.inf)  # never its own neighbour
@@ -89,18 +105,30 @@ def calibrate_open_set(
     depth: int = DECISION_DEPTH,
     repeats: int = 4,
     seed: int = 0,
+    open_set_share: float = 0.5,
 ) -> CalibrationRecord:
     """Calibrate on the (N, D) ``embeddings`` of one split with their ``labels`` (N,); see the
-    module doc. ``score``: use this decision score instead of choosing one."""
+    module doc. ``score``: use this decision score instead of choosing one; ``open_set_share``: the
+    share of classes searched as non-mated while choosing it."""
     if not 0.0 < target_fpir < 1.0:
-        raise ValueError(f"target FPIR must be a rate in (0, 1), got {target_fpir!r}")
+        raise ValueError(f"target_fpir must be a rate in (0, 1), got {target_fpir!r}")
+    if not 0.0 < open_set_share < 1.0:
+        raise ValueError(f"open_set_share must be in (0, 1), got {open_set_share!r}")
     check_gallery_distance(distance)
     labels = np.asarray(labels).astype(str)
     emb = np.asarray(embeddings, dtype=np.float32)
     if len(emb) != len(labels):
         raise ValueError(f"{len(emb)} embeddings for {len(labels)} labels")
     dist = _distances(emb, distance)
-    fnir = score_fnir(dist, labels, target_fpir=target_fpir, depth=depth, repeats=repeats, seed=seed)
+    fnir = score_fnir(
+        dist,
+        labels,
+        target_fpir=target_fpir,
+        depth=depth,
+        repeats=repeats,
+        seed=seed,
+        open_set_share=open_set_share,
+    )
     chosen = score or choose_score(fnir)
     profiles = object_profiles(dist, labels, labels)
     n_objects = profiles.shape[1] + 1
@@ -117,6 +145,59 @@ def calibrate_open_set(
             "calibration_objects": n_objects,
             "calibration_images": len(labels),
             "fnir_at_target": fnir,
+            "open_set_share": open_set_share,
             "seed": seed,
         },
     )
+
+
+def calibrate_model(
+    model: InferenceModel,
+    frame: pd.DataFrame,
+    *,
+    split: str = "val",
+    target_fpir: float = 0.05,
+    score: str | None = None,
+    open_set_share: float = 0.5,
+    seed: int = 0,
+    batch_size: int = 128,
+    device: Any = None,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> CalibrationRecord:
+    """Embed every image of ``split`` of a split manifest with ``model`` (in its gallery distance)
+    and :func:`calibrate_open_set` on them; the record names the split."""
+    import dataclasses
+
+    import torch
+
+    from lookalike.embed import embed_frame
+
+    if not 0.0 < target_fpir < 1.0:  # before the (slow) embedding
+        raise ValueError(f"target_fpir must be a rate in (0, 1), got {target_fpir!r}")
+    try:
+        rows = union_rows(*split_rows(frame, split, queries="all"))
+    except ProtocolError as err:
+        raise ValueError(str(err)) from None
+    labels = rows["label"].astype(str).to_numpy()
+    if len(set(labels)) < 4:
+        raise ValueError(
+            f"split {split!r} has {len(set(labels))} classes; calibration needs at least 4 classes (at least "
+            "2 classes enrolled and 2 searched as unknown objects)"
+        )
+    embedder = model.embedder
+    if device is None:
+        device = next(iter(embedder.parameters()), torch.empty(0)).device
+    emb = embed_frame(
+        embedder, rows, batch_size=batch_size, device=device, num_workers=num_workers, progress=progress
+    )
+    record = calibrate_open_set(
+        emb.numpy(),
+        labels,
+        target_fpir=target_fpir,
+        distance=model.distance,
+        score=score,
+        open_set_share=open_set_share,
+        seed=seed,
+    )
+    return dataclasses.replace(record, figures={**record.figures, "split": split})

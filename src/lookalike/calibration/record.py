@@ -32,7 +32,9 @@ __all__ = [
     "RECORD_VERSION",
     "CalibrationRecord",
     "gallery_objects",
+    "header_calibration",
     "read_calibration",
+    "rederive_gallery_threshold",
     "set_gallery_calibration",
     "write_checkpoint_calibration",
 ]
@@ -184,18 +186,34 @@ def gallery_objects(store: GalleryStore) -> int:
     return int(store.items()["label"].astype(str).nunique())
 
 
+def header_calibration(record: CalibrationRecord, n_objects: int) -> tuple[float, dict[str, Any]]:
+    """``(threshold, stored dict)`` for a gallery header holding ``n_objects`` objects: the threshold
+    for that size, and the record with the size it was set for (figure ``gallery_objects``)."""
+    threshold = record.threshold_for(max(int(n_objects), 1))
+    if record.method == "object-profiles":
+        record = dataclasses.replace(record, figures={**record.figures, "gallery_objects": int(n_objects)})
+    return threshold, record.to_dict()
+
+
 def set_gallery_calibration(
     store: GalleryStore, record: CalibrationRecord | None
 ) -> tuple[float | None, int]:
     """Store ``record`` in the gallery's header with the threshold for its current size (None: clear
-    both), and that size as the figure ``gallery_objects``. Returns ``(threshold, objects)``; the one
-    way a gallery's threshold is written."""
+    both). Returns ``(threshold, objects)``; the one way a gallery's threshold is written."""
     n = gallery_objects(store)
     if record is None:
         store.set_threshold(None, None)
         return None, n
-    threshold = record.threshold_for(max(n, 1))
-    if record.method == "object-profiles":
-        record = dataclasses.replace(record, figures={**record.figures, "gallery_objects": n})
-    store.set_threshold(threshold, record.to_dict())
+    threshold, stored = header_calibration(record, n)
+    store.set_threshold(threshold, stored)
     return threshold, n
+
+
+def rederive_gallery_threshold(store: GalleryStore) -> tuple[float, int] | None:
+    """After items were added or removed: set the gallery's threshold for its new size from its
+    calibration record, ``(threshold, objects)``; None when it has one threshold for every size."""
+    record = read_calibration(store.header.calibration, threshold=store.header.threshold)
+    if record is None or record.method != "object-profiles":
+        return None
+    threshold, n = set_gallery_calibration(store, record)
+    return float(threshold), n  # type: ignore[arg-type]

@@ -59,7 +59,7 @@ def object_profiles(distances: np.ndarray, labels: np.ndarray, query_labels: np.
     own = np.searchsorted(classes, query_labels)
     known = (own < len(classes)) & (classes[np.minimum(own, len(classes) - 1)] == query_labels)
     if not known.all():
-        raise ValueError(f"query label {query_labels[~known][0]!r} is not among the objects' labels")
+        raise ValueError(f"query label {str(query_labels[~known][0])!r} is not among the objects' labels")
     per_object[np.arange(len(own)), own] = np.inf
     per_object.sort(axis=1)
     return per_object[:, : len(classes) - 1]

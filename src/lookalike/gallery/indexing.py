@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    from lookalike.calibration import CalibrationRecord
     from lookalike.gallery import GalleryHeader, GalleryStore
     from lookalike.models.inference import InferenceModel
 
@@ -25,6 +26,7 @@ __all__ = [
     "check_items",
     "embed_items",
     "gallery_header",
+    "model_calibration",
     "model_threshold",
     "read_embeddings_file",
     "select_rows",
@@ -127,11 +129,20 @@ def model_threshold(model: InferenceModel, distance: str) -> tuple[float | None,
     if t.higher_is_closer:
         raise ValueError(
             f"the model's threshold ({t.value}) was calibrated on similarities, but a {distance} gallery "
-            "compares distances; recalibrate with --target-far F --calibrate-on SPLIT_MANIFEST"
+            "compares distances; recalibrate with --target-fpir F --calibrate-on SPLIT_MANIFEST"
         )
     calibration = dict(model.calibration or {})
     calibration.setdefault("source", _absolute_source(model.source))
     return float(t.value), calibration
+
+
+def model_calibration(model: InferenceModel) -> CalibrationRecord | None:
+    """The calibration record a model carries (None: none), with its source recorded. Refuses a
+    threshold calibrated on similarities (a gallery compares distances)."""
+    from lookalike.calibration import read_calibration
+
+    value, calibration = model_threshold(model, model.distance)
+    return None if value is None else read_calibration(calibration, threshold=value)
 
 
 def gallery_header(
@@ -139,11 +150,18 @@ def gallery_header(
     *,
     index_factory: str = "Flat",
     threshold: float | None = None,
-    calibration: dict | None = None,
+    calibration: dict | CalibrationRecord | None = None,
+    n_objects: int | None = None,
 ) -> GalleryHeader:
-    """The header of a gallery built with ``model``."""
+    """The header of a gallery built with ``model``. ``calibration``: a record (its threshold for a
+    gallery of ``n_objects`` objects is set; ``threshold`` must then be None) or a stored dict."""
+    from lookalike.calibration import CalibrationRecord, header_calibration
     from lookalike.gallery import GalleryHeader
 
+    if isinstance(calibration, CalibrationRecord):
+        if threshold is not None or n_objects is None:
+            raise ValueError("with a calibration record give n_objects (the gallery's size) and no threshold")
+        threshold, calibration = header_calibration(calibration, n_objects)
     if threshold is not None and not math.isfinite(float(threshold)):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     return GalleryHeader(

@@ -469,21 +469,20 @@ class Matcher:
         self.rederive_threshold()
         return n
 
-    def rederive_threshold(self) -> tuple[float | None, int] | None:
+    def rederive_threshold(self) -> tuple[float, int] | None:
         """Set the gallery's threshold for its current size from its calibration (after items were
         added or removed): ``(threshold, objects)``, or None when the calibration has one threshold
         for every size (or there is none)."""
-        from lookalike.calibration import set_gallery_calibration
+        from lookalike.calibration import rederive_gallery_threshold
 
-        if self.calibration is None or self.calibration.method != "object-profiles":
-            return None
-        out = set_gallery_calibration(self.gallery, self.calibration)
-        self.warnings = self._range_warnings_for(out[1])
+        out = rederive_gallery_threshold(self.gallery)
+        if out is not None:
+            self.warnings = self._range_warnings_for(out[1])
         return out
 
     def _range_warnings_for(self, n_objects: int) -> tuple[str, ...]:
         text = None if self.calibration is None else self.calibration.range_warning(n_objects)
-        return () if text is None else (f"gallery {self.gallery}: {text}",)
+        return () if text is None else (text,)
 
     def close(self) -> None:
         """Close the gallery store."""
