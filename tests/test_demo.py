@@ -47,12 +47,16 @@ def test_demo_writes_every_stage(demo) -> None:
     tests = [r for r in records if r["split"] == "test"]
     assert tests[0]["hit_rate@1"] == result.before["hit_rate@1"]
     assert tests[-1]["hit_rate@1"] == result.after["hit_rate@1"]
-    # calibration stored in the calibrated checkpoint, with the figures it was made with
-    assert result.calibration["split"] == "val" and result.calibration["target_far"] == 0.05
-    assert 0.0 <= result.calibration["far"] <= 0.05
-    # the val classes playing unknown objects come in the share the test gallery leaves out (0.3
-    # here), so the threshold is set on the impostor mix the test searches meet
-    assert result.calibration["open_set_share"] == 0.3
+    # the calibration record stored in the calibrated checkpoint: a decision score chosen on val and
+    # a threshold per gallery size for the target FPIR
+    from lookalike.calibration import read_calibration
+    from lookalike.models.inference import load_inference_model
+
+    stored = load_inference_model(checkpoint=run / "checkpoints" / "calibrated.pt").calibration
+    record = read_calibration(stored)
+    assert record is not None and record.to_dict() == result.calibration
+    assert record.target_fpir == 0.05 and record.method == "object-profiles"
+    assert record.score in ("nearest", "ratio", "znorm") and len(record.thresholds) > 1
 
 
 def test_gallery_is_searchable_and_left_out_characters_are_rejected(demo) -> None:
@@ -67,7 +71,14 @@ def test_gallery_is_searchable_and_left_out_characters_are_rejected(demo) -> Non
     queries = test[test["role"] == "query"]
     with Matcher.open(result.gallery) as matcher:
         labels = set(matcher.gallery.items()["label"].astype(str))
-        assert matcher.threshold == pytest.approx(result.calibration["threshold"]["value"])
+        matcher_threshold = matcher.threshold
+        n_objects = matcher.gallery.items()["label"].nunique()
+        # the gallery's threshold is the calibration's for its size in objects
+        from lookalike.calibration import read_calibration
+
+        assert matcher_threshold == pytest.approx(
+            read_calibration(result.calibration).threshold_for(n_objects)
+        )
         answers = matcher.search([str(result.run_dir / p) for p in queries["path"]], k=5)
     assert all(a.decision in ("match", "no match") and len(a.neighbours) == 5 for a in answers)
     left_out = [a for a, label in zip(answers, queries["label"], strict=True) if label not in labels]
@@ -77,16 +88,16 @@ def test_gallery_is_searchable_and_left_out_characters_are_rejected(demo) -> Non
     rejected = sum(a.decision == "no match" for a in left_out) / len(left_out)
     assert rejected == pytest.approx(result.unknown_rejected)
     assert rejected >= 0.5
-    # the threshold's FAR / TAR on test, recounted from these searches: genuine = a known class
-    # whose nearest item is its own; every other search (left-out, or nearest of another class) an impostor
-    genuine = [a.neighbours[0].label == str(q) for a, q in zip(answers, queries["label"], strict=True)]
-    accepted = [a.decision == "match" for a in answers]
-    impostors = [acc for acc, g in zip(accepted, genuine, strict=True) if not g]
-    genuines = [acc for acc, g in zip(accepted, genuine, strict=True) if g]
-    if impostors:
-        assert result.test_far == pytest.approx(sum(impostors) / len(impostors))
-    if genuines:
-        assert result.test_tar == pytest.approx(sum(genuines) / len(genuines))
+    # FPIR / FNIR / wrong-match rate of the test searches, recounted from these answers by hand
+    known = [str(q) in labels for q in queries["label"]]
+    matched = [a.decision == "match" for a in answers]
+    right = [m and a.label == str(q) for a, m, q in zip(answers, matched, queries["label"], strict=True)]
+    non_mated = [m for m, k in zip(matched, known, strict=True) if not k]
+    mated = [(m, r) for m, r, k in zip(matched, right, known, strict=True) if k]
+    assert result.fpir == pytest.approx(sum(non_mated) / len(non_mated))
+    assert result.fnir == pytest.approx(sum(not r for _, r in mated) / len(mated))
+    assert result.wrong_match_rate == pytest.approx(sum(m and not r for m, r in mated) / len(mated))
+    assert matcher_threshold == pytest.approx(result.threshold)
 
 
 def test_report_is_self_contained_and_shows_the_figures(demo) -> None:
@@ -105,15 +116,22 @@ def test_report_is_self_contained_and_shows_the_figures(demo) -> None:
     assert "training curves" in html
     # the recipe as words, not a Python repr: the demo trains the default loss with no miner
     assert "no miner (the loss weighs every pair) / multi_similarity" in html and "None /" not in html
-    # the ROC curve of the test searches, or (a tiny model whose searches are all right or all wrong) why not
-    roc = re.search(r'alt="ROC curve"', html)
-    note = re.search(
-        r"No ROC curve: of the (\d+) test searches, (\d+) found their class first and (\d+) did not", html
+    # the DET curve and FPIR against gallery size of the test split, or why there is no DET curve
+    det = re.search(r'alt="DET curve"', html)
+    note = re.search(r"No DET curve: (\d+) mated and (\d+) non-mated test searches", html)
+    assert bool(det) != bool(note)
+    assert 'alt="FPIR against gallery size"' in html or note
+    # the three outcomes of known and unknown objects' searches, counted as the result counts them
+    assert re.search(rf"<td>known objects \(mated searches\): {result.n_known}</td>", html)
+    assert re.search(rf"<td>unknown objects \(non-mated\): {result.n_unknown}</td>", html)
+    assert f"{result.fpir:.3f} of {result.n_unknown} non-mated" in html
+    assert f"FPIR {result.fpir:.3f}" in text and "wrong-match rate" in text
+    assert "impostor searches" not in text  # the demo speaks of FPIR / FNIR now, not FAR / TAR
+    points = result.open_set.sizes
+    assert [p.size_classes for p in points] == sorted(p.size_classes for p in points)
+    assert all(
+        p.at_threshold is not None and p.at_threshold.score == result.calibration["score"] for p in points
     )
-    assert bool(roc) != bool(note)
-    if note:
-        searched, genuine, impostor = map(int, note.groups())
-        assert searched == genuine + impostor and (genuine == 0 or impostor == 0)
     assert "no match" in html and "Characters left out of the gallery" in html
     assert f"lookalike serve --gallery {result.gallery}" in text
     assert str(result.report.resolve()) in text.replace("\n", "")

@@ -8,7 +8,9 @@ checks all three). Lowest first:
    ``devices`` (the device rule), ``tuples`` (miner output types), ``distances``, ``distributed``
    (the ``torchrun`` helpers of training and inference)
 2. maths: ``knn`` (exact chunked top-k), ``losses/``, ``miners/``, ``metrics/``
-3. inputs: ``models/`` (backbones, heads, checkpoints), ``data/`` (manifest, splits, loading)
+3. inputs: ``models/`` (backbones, heads, checkpoints), ``data/`` (manifest, splits, loading),
+   ``protocol`` (the retrieval protocol: a split's query and gallery rows, gallery distance names
+   and conversions, the gallery's top-k)
 4. configuration: ``config`` (the typed training config, which names models, losses and miners)
 5. inference: ``embed`` (a model over images), ``evaluation`` (a split's retrieval metrics),
    ``calibration`` (the match threshold)

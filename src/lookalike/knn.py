@@ -5,9 +5,11 @@
 a running top-k per query and merges each block's top-k into it. Memory is
 O(query_chunk_size x gallery_chunk_size + n_queries x k).
 
-The result follows the faiss vocabulary: ``(distances, ids)`` of shape (n_queries, k), nearest
-first. ``distances`` are in the convention of the distance object: distances (smallest first) for
-Euclidean, similarities (largest first) for cosine and dot product.
+The result follows the faiss vocabulary: ``(values, ids)`` of shape (n_queries, k), nearest
+first. ``values`` are in the convention of the distance object: distances (smallest first) for
+Euclidean, similarities (largest first) for cosine and dot product; they are distances only for
+Euclidean. :func:`lookalike.protocol.gallery_topk` answers in gallery distances (1 - similarity
+for cosine) for everything that sets or applies a match threshold.
 
 Fewer than k gallery items is handled, never an error, and the shape is always (n_queries, k), as
 faiss does: where a query has fewer than k neighbours (a small gallery, or its own item excluded),
@@ -32,26 +34,15 @@ from lookalike.distances import (
     CosineSimilarity,
     DotProductSimilarity,
     EuclideanDistance,
-    create_distance,
+    resolve_distance,
 )
 
-__all__ = ["PAD_ID", "resolve_distance", "topk"]
+__all__ = ["PAD_ID", "topk"]
 
 #: The id of a padding entry: the row has fewer than k neighbours.
 PAD_ID = -1
 Backend = Literal["torch", "faiss"]
 _BACKENDS = ("torch", "faiss")
-
-
-def resolve_distance(distance: BaseDistance | str | None) -> BaseDistance:
-    """A distance object from an object, a name (see :func:`lookalike.distances.list_distances`) or None."""
-    if distance is None:
-        return EuclideanDistance()
-    if isinstance(distance, str):
-        return create_distance(distance)
-    if isinstance(distance, BaseDistance):
-        return distance
-    raise TypeError(f"distance must be a BaseDistance or a name, got {type(distance).__name__}: {distance!r}")
 
 
 def topk(
@@ -88,8 +79,9 @@ def topk(
             512 x 65536 for larger k (fewer, wider selections); 128 MiB either way.
 
     Returns:
-        ``(distances, ids)``: float32 (Nq, k) and int64 (Nq, k) tensors, nearest first, padding
-        last. ``ids[ids >= 0]`` are the real neighbours.
+        ``(values, ids)``: float32 (Nq, k) and int64 (Nq, k) tensors, nearest first, padding
+        last; ``values`` in the distance object's convention (similarities for cosine and dot).
+        ``ids[ids >= 0]`` are the real neighbours.
     """
     dist = resolve_distance(distance)
     if backend not in _BACKENDS:

@@ -53,55 +53,66 @@ def _checkpoint(root: Path) -> Path:
     return save_checkpoint(root / "m.pt", emb)
 
 
-def test_calibrate_writes_a_new_checkpoint_that_loads_with_the_threshold(tmp_path):
+def test_calibrate_writes_a_new_checkpoint_that_loads_with_the_record(tmp_path):
+    from lookalike.calibration import read_calibration
+    from lookalike.calibration.open_set import calibrate_model
+    from lookalike.data import read_manifest
+
     manifest, ckpt = _manifest(tmp_path), _checkpoint(tmp_path)
     original = ckpt.read_bytes()
     res = runner.invoke(
-        app, ["calibrate", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--target-far", "0.2"]
+        app, ["calibrate", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--target-fpir", "0.2"]
     )
     assert res.exit_code == 0, res.output
-    assert "ROC AUC" in res.output and "EER" in res.output and "TAR@FAR=0.2" in res.output
+    assert "decision score" in res.output and "FNIR at the target, ratio" in res.output
+    assert "alias" not in res.output
     out = tmp_path / "m.calibrated.pt"
     assert ckpt.read_bytes() == original  # not --in-place: the checkpoint is untouched
     model = load_inference_model(checkpoint=out)
-    assert model.threshold is not None and model.threshold.target_far == 0.2
-    assert model.threshold.far <= 0.2
-    assert model.calibration["split"] == "val" and model.calibration["n_classes"] == 6
-    assert f"{model.threshold.value:.6g}" in res.output
+    record = read_calibration(model.calibration)
+    expected = calibrate_model(
+        load_inference_model(checkpoint=ckpt), read_manifest(manifest), target_fpir=0.2
+    )
+    np.testing.assert_allclose(np.asarray(record.thresholds), np.asarray(expected.thresholds), rtol=1e-5)
+    assert record.score == expected.score
+    assert record.target_fpir == 0.2 and record.figures["split"] == "val"
+    assert record.figures["calibration_objects"] == 6 and record.size_range == (1, 48)
+    assert model.threshold.value == pytest.approx(record.threshold_for(6))
+    assert f"{record.threshold_for(100):.6g}" in res.output
+
+
+def test_target_far_is_an_alias_that_says_so(tmp_path):
+    manifest, ckpt = _manifest(tmp_path), _checkpoint(tmp_path)
+    args = ["calibrate", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--json", "--in-place"]
+    res = runner.invoke(app, [*args, "--target-far", "0.25"])
+    assert res.exit_code == 0, res.output
+    assert "--target-far is an alias of --target-fpir" in res.stderr
+    assert json.loads(res.stdout)["target_fpir"] == 0.25
+    res = runner.invoke(app, [*args, "--target-far", "0.25", "--target-fpir", "0.1"])
+    assert res.exit_code == 1 and "not both" in res.stderr
 
 
 def test_json_output_and_in_place(tmp_path):
     manifest, ckpt = _manifest(tmp_path), _checkpoint(tmp_path)
     args = ["calibrate", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--json", "--seed", "4"]
-    res = runner.invoke(app, [*args, "--in-place", "--target-far", "0.25"])
+    res = runner.invoke(app, [*args, "--in-place", "--target-fpir", "0.25", "--score", "ratio"])
     assert res.exit_code == 0, res.output
-    figures = json.loads(res.output)
-    assert figures["written"] == str(ckpt) and figures["seed"] == 4
-    for key in (
-        "roc_auc",
-        "eer",
-        "tar_at_far",
-        "far",
-        "tar",
-        "target_far",
-        "n_genuine",
-        "n_impostor",
-        "split",
-    ):
+    figures = json.loads(res.stdout)
+    assert figures["written"] == str(ckpt) and figures["seed"] == 4 and figures["score"] == "ratio"
+    for key in ("target_fpir", "method", "thresholds", "size_range", "fnir_at_target", "split", "depth"):
         assert key in figures
     model = load_inference_model(checkpoint=ckpt)
-    assert model.threshold.value == figures["threshold"]["value"]
-    assert model.calibration["n_impostor"] == figures["n_impostor"]
+    assert model.calibration["thresholds"] == figures["thresholds"]
 
 
 def test_backbone_mode_writes_json(tmp_path):
     manifest = _manifest(tmp_path)
     out = tmp_path / "cal.json"
     args = ["calibrate", "--backbone", "convnet4", "--image-size", "16", "--manifest", str(manifest)]
-    res = runner.invoke(app, [*args, "--out", str(out), "--target-far", "0.3"])
+    res = runner.invoke(app, [*args, "--out", str(out), "--target-fpir", "0.3"])
     assert res.exit_code == 0, res.output
     saved = json.loads(out.read_text())
-    assert saved["model"] == "backbone:convnet4" and saved["threshold"]["far"] <= 0.3
+    assert saved["model"] == "backbone:convnet4" and saved["target_fpir"] == 0.3
     assert len(saved["model_fingerprint"]) == 64
     res = runner.invoke(app, args)
     assert res.exit_code == 1 and "give --out FILE.json" in res.output
@@ -113,9 +124,9 @@ def test_backbone_mode_writes_json(tmp_path):
         (["--in-place", "--out", "x.pt"], "give --out NEW.pt or --in-place, not both"),
         (["--out", "CKPT"], "is the checkpoint itself; say --in-place"),
         (["--split", "test"], "no rows of split 'test'; splits present: ['train', 'val']"),
-        (["--target-far", "0"], "target_far must be a rate in (0, 1)"),
-        (["--open-set-share", "1"], "open_set_share must be in [0, 1)"),
-        (["--queries", "few"], "queries must be 'all' or 'roles'"),
+        (["--target-fpir", "0"], "target_fpir must be a rate in (0, 1)"),
+        (["--open-set-share", "1"], "open_set_share must be in (0, 1)"),
+        (["--score", "closest"], "unknown decision score 'closest'"),
     ],
 )
 def test_errors_leave_the_checkpoint_alone(tmp_path, extra, message):
@@ -133,7 +144,7 @@ def test_errors_leave_the_checkpoint_alone(tmp_path, extra, message):
 def test_a_val_split_of_one_class_is_refused(tmp_path):
     manifest, ckpt = _manifest(tmp_path, n_val_classes=1), _checkpoint(tmp_path)
     res = runner.invoke(app, ["calibrate", "--checkpoint", str(ckpt), "--manifest", str(manifest)])
-    assert res.exit_code == 1 and "at least 2 classes" in res.output
+    assert res.exit_code == 1 and "at least 4 classes" in res.output
 
 
 def test_evaluate_with_a_frozen_backbone(tmp_path, mobilenet_weights):
@@ -177,12 +188,13 @@ def test_calibrate_on_omniglot_val(tmp_path):
             "--manifest",
             str(manifest),
             "--json",
-            "--target-far",
+            "--target-fpir",
             "0.05",
         ],
     )
     assert res.exit_code == 0, res.output
-    figures = json.loads(res.output)
-    assert figures["n_classes"] == 24 and figures["n_held_out_classes"] == 12
-    assert figures["n_genuine"] + figures["n_impostor"] == 480
-    assert figures["n_open_set"] == 240 and figures["far"] <= 0.05
+    figures = json.loads(res.stdout)
+    assert figures["calibration_objects"] == 24 and figures["calibration_images"] == 480
+    assert figures["size_range"] == [1, 192] and figures["score"] in ("nearest", "ratio", "znorm")
+    sizes = [n for n, _ in figures["thresholds"]]
+    assert sizes == sorted(sizes) and sizes[0] == 1 and sizes[-1] >= 1 << 20

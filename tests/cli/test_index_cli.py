@@ -269,37 +269,3 @@ def test_approximate_index_info_reports_recall(data, tmp_path):
     assert payload["index_factory"] == "HNSW8" and payload["items"] == 24
     assert 0.9 <= payload["recall@10_vs_exact"] <= 1.0
     assert float(line.split()[-1]) == pytest.approx(payload["recall@10_vs_exact"], abs=5e-5)
-
-
-def test_threshold_calibrated_for_a_target_far(data, tmp_path):
-    from lookalike.calibration import calibrate_split
-
-    _, ckpt, images = data
-    split = split_manifest(manifest_from_folder(images), val=0.4, test=0.4, seed=1).frame
-    manifest = write_manifest(split, tmp_path / "split.csv")
-    expected = calibrate_split(
-        load_inference_model(checkpoint=ckpt), read_manifest(manifest), target_far=0.25
-    )
-    out = tmp_path / "g"
-    r = invoke("index", "build", "--checkpoint", ckpt, "--manifest", manifest, "--split", "test",
-               "--out", out, "--target-far", 0.25, "--calibrate-on", manifest)  # fmt: skip
-    assert r.exit_code == 0, r.output
-    with open_gallery(out) as store:
-        assert store.header.threshold == pytest.approx(expected.threshold.value)
-        cal = store.header.calibration
-    assert (
-        cal["target_far"] == 0.25
-        and cal["split"] == "val"
-        and cal["roc_auc"] == pytest.approx(expected.roc_auc)
-    )
-    assert cal["manifest"] == str(manifest.resolve())
-    r = invoke("index", "set-threshold", out, "--clear")
-    assert r.exit_code == 0
-    r = invoke("index", "set-threshold", out, "--target-far", 0.25, "--calibrate-on", manifest)
-    assert r.exit_code == 0, r.output
-    with open_gallery(out) as store:
-        assert store.header.threshold == pytest.approx(expected.threshold.value)
-    r = invoke("index", "build", "--checkpoint", ckpt, "--images", images, "--out", tmp_path / "g2",
-               "--threshold", 0.3, "--target-far", 0.1, "--calibrate-on", manifest)  # fmt: skip
-    one_error_line(r, "either --threshold or --target-far")
-    assert not (tmp_path / "g2").exists()

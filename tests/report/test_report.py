@@ -15,7 +15,10 @@ from lookalike.report import (
     Neighbour,
     ReportData,
     SearchCase,
+    det_figure,
+    gallery_size_figure,
     image_data_uri,
+    outcome_rows,
     render_report,
     roc_figure,
     training_figure,
@@ -60,6 +63,29 @@ def test_outcomes_of_known_and_left_out_queries(image: str) -> None:
     )
 
 
+def test_outcome_rows_count_the_three_outcomes_by_hand(image: str) -> None:
+    known = [
+        _case(image, known=True, decision="match", matched="A", correct=[True], d0=0.1),  # right
+        _case(image, known=True, decision="match", matched="A", correct=[True], d0=0.2),  # right
+        _case(image, known=True, decision="match", matched="B", correct=[False], d0=0.1),  # wrong
+        _case(image, known=True, decision="no match", matched=None, correct=[True], d0=0.9),  # none
+    ]
+    unknown = [
+        _case(image, known=False, decision="match", matched="B", correct=[False], d0=0.2),  # wrong
+        _case(image, known=False, decision="no match", matched=None, correct=[False], d0=0.9),
+        _case(image, known=False, decision="no match", matched=None, correct=[False], d0=0.8),
+    ]
+    mated, non_mated = outcome_rows(known + unknown)
+    assert (mated.searches, mated.right_match, mated.wrong_match, mated.no_match) == (4, 2, 1, 1)
+    assert (non_mated.searches, non_mated.right_match, non_mated.wrong_match, non_mated.no_match) == (
+        3,
+        0,
+        1,
+        2,
+    )
+    assert mated.share(2) == "50.0% (2)"
+
+
 def test_worst_first_orders_by_outcome_then_rank_of_the_own_class(image: str) -> None:
     ok = _case(image, known=True, decision="match", matched="A", correct=[True, False], d0=0.1)
     absent = _case(image, known=True, decision="match", matched="B", correct=[False, False], d0=0.2)
@@ -84,6 +110,12 @@ def test_figures_are_png_bytes() -> None:
         np.array([0, 0.5, 1]), np.array([0, 0.8, 1]), threshold_far=0.0, threshold_tar=0.3, label="t"
     )
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    det = det_figure(
+        {"nearest": (np.array([0.0, 0.1, 1.0]), np.array([1.0, 0.4, 0.0]))}, marks=[(0.05, 0.5, "t")]
+    )
+    assert det[:8] == b"\x89PNG\r\n\x1a\n"
+    sizes = gallery_size_figure([10, 100], {"fpir": [0.04, 0.05]}, xlabel="n", reference=(0.05, "target"))
+    assert sizes[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_render_shows_the_table_and_escapes_text(image: str, tmp_path: Path) -> None:
@@ -100,6 +132,12 @@ def test_render_shows_the_table_and_escapes_text(image: str, tmp_path: Path) -> 
         no_match=[_case(image, known=False, decision="no match", matched=None, correct=[False], d0=0.9)],
         stages=[("train", 12.0), ("report", 1.0)],
         commands=[("page", "lookalike serve --gallery g")],
+        outcomes=outcome_rows(
+            [
+                _case(image, known=True, decision="match", matched="A", correct=[True], d0=0.1),
+                _case(image, known=False, decision="match", matched="B", correct=[False], d0=0.1),
+            ]
+        ),
     )
     html = render_report(data)
     assert "demo &lt;b&gt;" in html and "glyphs &amp; co" in html
@@ -111,5 +149,10 @@ def test_render_shows_the_table_and_escapes_text(image: str, tmp_path: Path) -> 
     assert "<td>map@r</td>" in html and "hit_rate@50" not in html  # only the ks computed
     assert html.count("data:image/png;base64,") == 4  # two queries and their neighbours, inlined
     assert "correct no match" in html and "13 s" in html
+    assert re.search(r"<td>known objects \(mated searches\): 1</td><td class=\"num\">100.0% \(1\)</td>", html)
+    assert re.search(
+        r"<td>unknown objects \(non-mated\): 1</td><td class=\"num\">–</td><td class=\"num\">100.0% \(1\)",
+        html,
+    )
     path = write_report(tmp_path / "r" / "report.html", data)
     assert path.read_text(encoding="utf-8") == html

@@ -1,14 +1,13 @@
-"""``lookalike calibrate``: choose the match threshold on a val split and keep it with the model.
+"""``lookalike calibrate``: calibrate the match decision on a val split and keep it with the model.
 
-With ``--checkpoint`` the threshold and its figures are stored in the checkpoint
+The calibration (:mod:`lookalike.calibration.open_set`) chooses the decision score and the
+threshold for a target FPIR (the share of searches for objects nobody enrolled that are answered
+"match") at every gallery size. With ``--checkpoint`` the record is stored in the checkpoint
 (``extra["calibration"]``): written to ``--out NEW.pt`` (default ``CKPT`` with ``.calibrated.pt``)
-or, with ``--in-place``, over the checkpoint (atomically). ``load_inference_model``, ``index build``
-and the service read it from there.
-
-With ``--backbone`` (transfer mode, no checkpoint file to store into) the calibration is written as
-JSON to ``--out FILE.json`` (required); pass its threshold on with ``index build --threshold VALUE``.
-
-See :mod:`lookalike.calibration` for the procedure (open-set hold-out, nearest-item comparisons).
+or, with ``--in-place``, over the checkpoint (atomically); ``index build`` and the service read it
+from there and set the threshold for the gallery's size. With ``--backbone`` (no checkpoint to
+store into) it is written as JSON to ``--out FILE.json``; ``index build --target-fpir F
+--calibrate-on SPLIT.csv`` calibrates a frozen backbone's gallery in one step.
 """
 
 from __future__ import annotations
@@ -32,8 +31,29 @@ from lookalike.cli._model_options import (
 )
 from lookalike.cli.app import app
 
+__all__ = ["TARGET_FAR_ALIAS", "target_rate"]
+
 _out = Console(soft_wrap=True)
 _err = Console(stderr=True, soft_wrap=True)
+
+#: What ``--target-far`` says when it is used.
+TARGET_FAR_ALIAS = (
+    "note: --target-far is an alias of --target-fpir: the threshold is calibrated for the false positive "
+    "identification rate (searches for objects not in the gallery answered 'match'); say --target-fpir"
+)
+
+
+def target_rate(
+    target_fpir: float | None, target_far: float | None, *, default: float | None = 0.05
+) -> float | None:
+    """The target FPIR from ``--target-fpir`` or its alias ``--target-far`` (which prints
+    :data:`TARGET_FAR_ALIAS` on stderr); both given is an error."""
+    if target_fpir is not None and target_far is not None:
+        raise ValueError("give --target-fpir (or its alias --target-far), not both")
+    if target_far is not None:
+        _err.print(TARGET_FAR_ALIAS, markup=False, highlight=False)
+        return target_far
+    return default if target_fpir is None else target_fpir
 
 
 @app.command("calibrate")
@@ -45,22 +65,23 @@ def calibrate(
     pretrained: PretrainedOption = False,
     manifest: Path = typer.Option(..., "--manifest", help="A split manifest (from `lookalike split`)."),
     split: str = typer.Option("val", "--split", help="The split to calibrate on (classes not trained on)."),
-    target_far: float = typer.Option(
-        0.01, "--target-far", help="Highest false accept rate allowed on the calibration comparisons."
+    target_fpir: float | None = typer.Option(
+        None,
+        "--target-fpir",
+        help="Target FPIR: share of searches for unknown objects answered 'match' [0.05].",
+    ),
+    target_far: float | None = typer.Option(None, "--target-far", help="Alias of --target-fpir."),
+    score: str | None = typer.Option(
+        None,
+        "--score",
+        help="Decide on this score (nearest, ratio, znorm) instead of choosing by FNIR on the split.",
     ),
     open_set_share: float = typer.Option(
         0.5,
         "--open-set-share",
-        help="Share of the split's classes left out of the gallery (their queries are unknown objects). "
-        "Set it to the share of queries you expect to show objects nobody enrolled: the FAR holds for that "
-        "mix, and known objects whose nearest item is another one are the harder impostors.",
+        help="Share of the split's classes searched as unknown objects while the decision score is chosen.",
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the open-set class draw."),
-    queries: str = typer.Option(
-        "all",
-        "--queries",
-        help="all: every image of the split is a query against the others; roles: the manifest's query rows.",
-    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the enrolled / unknown class draws."),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -72,31 +93,26 @@ def calibrate(
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     device: DeviceOption = "auto",
 ) -> None:
-    """Calibrate the match threshold on a split (open set included), report ROC AUC, EER, TAR@FAR and
-    the threshold, and store them with the checkpoint (or, with --backbone, in a JSON file)."""
-    from lookalike.calibration import calibrate_split, store_calibration
+    """Calibrate the match decision on a split: the decision score (by FNIR at the target FPIR) and the
+    threshold for every gallery size; store it with the checkpoint (or, with --backbone, in a JSON file)."""
+    from lookalike.calibration import write_checkpoint_calibration
+    from lookalike.calibration.open_set import calibrate_model
     from lookalike.data import read_manifest
 
     options = ModelOptions(checkpoint, backbone, weights, image_size, pretrained)
     try:
         options.check()
+        rate = target_rate(target_fpir, target_far)
         target = _check_output(checkpoint, out, in_place)
         frame = read_manifest(manifest)
         model = options.load(device)
-        result = calibrate_split(
-            model,
-            frame,
-            split=split,
-            target_far=target_far,
-            open_set_share=open_set_share,
-            seed=seed,
-            queries=queries,  # type: ignore[arg-type]
-            batch_size=batch_size,
-            progress=not as_json,
-        )
-        payload = {"model": model.source, "model_fingerprint": model.fingerprint, **result.to_dict()}
+        record = calibrate_model(
+            model, frame, split=split, target_fpir=rate, score=score, open_set_share=open_set_share,
+            seed=seed, batch_size=batch_size, progress=not as_json,
+        )  # fmt: skip
+        payload = {"model": model.source, "model_fingerprint": model.fingerprint, **record.to_dict()}
         if checkpoint is not None:
-            written = store_calibration(checkpoint, result, out=target)
+            written = write_checkpoint_calibration(checkpoint, record, out=target)
         else:
             from lookalike._io import atomic_write_text
 
@@ -107,10 +123,8 @@ def calibrate(
     if as_json:
         typer.echo(json.dumps({**_finite(payload), "written": str(written)}))
         return
-    _out.print(_table(result, title=f"{options.describe()} on {manifest} [{split}]"))
-    for warning in result.warnings:
-        _err.print(f"warning: {warning}", markup=False, highlight=False)
-    _out.print(f"threshold {result.threshold.value:.6g} stored in {written}", markup=False, highlight=False)
+    _out.print(_table(record, title=f"{options.describe()} on {manifest} [{split}]"))
+    _out.print(f"calibration stored in {written}", markup=False, highlight=False)
 
 
 def _check_output(checkpoint: Path | None, out: Path | None, in_place: bool) -> Path:
@@ -119,8 +133,9 @@ def _check_output(checkpoint: Path | None, out: Path | None, in_place: bool) -> 
             raise ValueError("--in-place stores into a checkpoint; with --backbone give --out FILE.json")
         if out is None or out.suffix.lower() != ".json":
             raise ValueError(
-                "with --backbone there is no checkpoint to store the threshold in: give --out FILE.json "
-                "(then pass its threshold to `lookalike index build --threshold VALUE`)"
+                "with --backbone there is no checkpoint to store the calibration in: give --out FILE.json "
+                "(or calibrate a gallery in one step: "
+                "`lookalike index build --target-fpir F --calibrate-on SPLIT.csv`)"
             )
         return out
     if in_place and out is not None:
@@ -133,23 +148,20 @@ def _check_output(checkpoint: Path | None, out: Path | None, in_place: bool) -> 
     return target
 
 
-def _table(result, *, title: str) -> Table:
+def _table(record, *, title: str) -> Table:
     table = Table(title=title)
     table.add_column("figure")
     table.add_column("value", justify="right")
-    t = result.threshold
+    f = record.figures
+    lo, hi = record.size_range
     rows = [
-        ("threshold (match when distance <=)" if not t.higher_is_closer else "threshold (match when >=)",
-         f"{t.value:.6g}"),
-        ("FAR at threshold (target)", f"{result.far:.4f} ({result.target_far:g})"),
-        ("TAR at threshold", f"{result.tar:.4f}"),
-        (f"TAR@FAR={result.target_far:g}", f"{result.tar_at_far:.4f}"),
-        ("ROC AUC", f"{result.roc_auc:.4f}"),
-        ("EER", f"{result.eer:.4f}"),
-        ("genuine / impostor comparisons", f"{result.n_genuine} / {result.n_impostor}"),
-        ("of which open-set impostors", f"{result.n_open_set}"),
-        ("classes (held out of the gallery)", f"{result.n_classes} ({result.n_held_out_classes})"),
-        ("distance", result.distance),
+        ("decision score (match when score <=)", record.score),
+        ("target FPIR", f"{record.target_fpir:g}"),
+        *((f"FNIR at the target, {name}", f"{value:.4f}") for name, value in f["fnir_at_target"].items()),
+        *((f"threshold for {n} objects", f"{record.threshold_for(n):.6g}") for n in (10, 100, 1000, 10000)),
+        ("gallery sizes covered (objects)", f"{lo} - {hi}"),
+        ("classes / images calibrated on", f"{f['calibration_objects']} / {f['calibration_images']}"),
+        ("distance", record.distance),
     ]  # fmt: skip
     for name, value in rows:
         table.add_row(name, value)

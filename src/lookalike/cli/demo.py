@@ -38,8 +38,10 @@ def demo(
     per_class: int = typer.Option(20, "--per-class", help="glyphs: images per character."),
     seed: int = typer.Option(0, "--seed", help="glyphs: seed of the rendering (same seed, same images)."),
     left_out: float = typer.Option(0.25, "--left-out", help="Share of test classes left out of the gallery."),
-    target_far: float = typer.Option(
-        0.05, "--target-far", help="False accept rate the threshold is set for."
+    target_fpir: float = typer.Option(
+        0.05,
+        "--target-fpir",
+        help="FPIR (share of searches for unknown objects answered “match”) the threshold is set for.",
     ),
 ) -> None:
     """The whole system on one data set: data, split, metrics before, training, metrics after,
@@ -60,7 +62,7 @@ def demo(
             data_dir=data_dir,
             overrides=overrides,
             left_out=left_out,
-            target_far=target_far,
+            target_fpir=target_fpir,
             console=console,
         )
     except (ConfigError, DatasetDownloadError, FileNotFoundError, FileExistsError, ValueError) as err:

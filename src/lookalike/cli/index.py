@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
+    from lookalike.calibration import CalibrationRecord
     from lookalike.gallery import GalleryStore
     from lookalike.models.inference import InferenceModel
 
@@ -84,11 +85,12 @@ def build(
         "Flat", "--index-factory", help="FAISS factory string: Flat (exact), HNSW32, IVF1024,PQ32 ..."
     ),
     threshold: float | None = typer.Option(
-        None, "--threshold", help="Match threshold (default: the checkpoint's calibrated one, if any)."
+        None, "--threshold", help="Match threshold (default: the checkpoint's calibration, if any)."
     ),
-    target_far: float | None = typer.Option(
-        None, "--target-far", help="Calibrate the threshold for this false accept rate (with --calibrate-on)."
+    target_fpir: float | None = typer.Option(
+        None, "--target-fpir", help="Calibrate for this FPIR at the gallery's size (with --calibrate-on)."
     ),
+    target_far: float | None = typer.Option(None, "--target-far", help="Alias of --target-fpir."),
     calibrate_on: Path | None = typer.Option(
         None, "--calibrate-on", help="Split manifest to calibrate on (its --calibrate-split rows)."
     ),
@@ -97,16 +99,14 @@ def build(
     device: str = _DEVICE,
     batch_size: int = _BATCH,
 ) -> None:
-    """Create a gallery from images (a manifest or class folders) or saved embeddings."""
-    from lookalike.gallery.indexing import build_gallery, gallery_header, model_threshold
+    """Create a gallery from images (a manifest or class folders) or saved embeddings; its threshold is
+    set for its size from the calibration (--target-fpir with --calibrate-on, or the checkpoint's)."""
+    from lookalike.gallery.indexing import build_gallery, gallery_header
 
     try:
         location = _location(out, store)
         _one_source(manifest, images, embeddings)
-        if threshold is not None and (target_far is not None or calibrate_on is not None):
-            raise ValueError("give either --threshold or --target-far with --calibrate-on, not both")
-        if (target_far is None) != (calibrate_on is None):
-            raise ValueError("--target-far and --calibrate-on go together")
+        rate = _target(threshold, target_fpir, target_far, calibrate_on)
         if not overwrite and _exists(location):
             raise FileExistsError(f"{location} already exists; pass --overwrite to replace it")
         dev = resolve_cli_device(device)
@@ -114,31 +114,77 @@ def build(
         emb, items = _items_and_embeddings(
             model, manifest, split, role, images, embeddings, batch_size=batch_size, device=dev
         )
-        calibration = None
-        if target_far is not None:
-            threshold, calibration = _calibrate(model, calibrate_on, calibrate_split, target_far, dev)
-        elif threshold is None:
-            threshold, calibration = model_threshold(model, model.distance)
-        else:
-            calibration = {"method": "given"}
-        header = gallery_header(
-            model, index_factory=index_factory, threshold=threshold, calibration=calibration
-        )
+        record = _record(model, threshold, rate, calibrate_on, calibrate_split, dev)
+        n_objects = int(items["label"].astype(str).nunique())
+        header = gallery_header(model, index_factory=index_factory, calibration=record, n_objects=n_objects)
         with build_gallery(location, header, emb, items, overwrite=overwrite) as gallery:
             n = len(gallery)
     except _ERRORS as exc:
         raise _fail(exc) from None
     _note(
-        f"built gallery {location}: {n} items of {items['label'].nunique()} labels, {header.embed_dim}-d, "
+        f"built gallery {location}: {n} items of {n_objects} labels, {header.embed_dim}-d, "
         f"{header.index_factory}, model {model.source}"
     )
     if header.threshold is None:
         _note(
-            "warning: no match threshold (the model has no calibrated one); searches will answer "
-            "'no threshold'. Set one with `lookalike index set-threshold`."
+            "warning: no match threshold (the model has no calibration); searches will answer "
+            "'no threshold'. Calibrate with --target-fpir F --calibrate-on SPLIT.csv, or set one with "
+            "`lookalike index set-threshold`."
         )
     else:
-        _note(f"match threshold {header.threshold:.4f}")
+        _threshold_note(header.threshold, n_objects, record)
+
+
+def _target(
+    threshold: float | None, target_fpir: float | None, target_far: float | None, calibrate_on: Path | None
+) -> float | None:
+    """The target FPIR asked for (None: none), checking it goes with --calibrate-on, not --threshold."""
+    from lookalike.cli.calibrate import target_rate
+
+    rate = target_rate(target_fpir, target_far, default=None)
+    if threshold is not None and (rate is not None or calibrate_on is not None):
+        raise ValueError("give either --threshold or --target-fpir with --calibrate-on, not both")
+    if (rate is None) != (calibrate_on is None):
+        raise ValueError("--target-fpir and --calibrate-on go together")
+    return rate
+
+
+def _record(
+    model: InferenceModel,
+    threshold: float | None,
+    rate: float | None,
+    calibrate_on: Path | None,
+    split: str,
+    device: torch.device,
+) -> CalibrationRecord | None:
+    """The gallery's calibration: calibrated now, a given threshold, or the model's (None: none)."""
+    from lookalike.calibration import read_calibration
+    from lookalike.gallery.indexing import model_calibration
+
+    if rate is not None:
+        return _calibrate(model, calibrate_on, split, rate, device)  # type: ignore[arg-type]
+    if threshold is not None:
+        if not _finite(threshold):
+            raise ValueError(f"--threshold must be a finite number, got {threshold}")
+        return read_calibration({"method": "given"}, threshold=threshold)
+    return model_calibration(model)
+
+
+def _threshold_note(
+    threshold: float, n_objects: int, record: CalibrationRecord | None, verb: str = "set"
+) -> None:
+    """Say which threshold the gallery now has, for which size, and warn outside the covered range."""
+    if record is None or record.method != "object-profiles":
+        _note(f"match threshold {threshold:.4f} (one threshold for every gallery size)")
+        return
+    lo, hi = record.size_range or (None, None)
+    _note(
+        f"match threshold {verb} to {threshold:.4f} for {n_objects} objects: decision score {record.score}, "
+        f"target FPIR {record.target_fpir:g}, calibration covers {lo}-{hi} objects"
+    )
+    warning = record.range_warning(n_objects)
+    if warning:
+        _note(f"warning: {warning}")
 
 
 @index_app.command("add")
@@ -155,7 +201,8 @@ def add(
     device: str = _DEVICE,
     batch_size: int = _BATCH,
 ) -> None:
-    """Add items to a gallery, embedded with the gallery's own model (another model is refused)."""
+    """Add items to a gallery, embedded with the gallery's own model (another model is refused); the
+    threshold is set again for the gallery's new size."""
     from lookalike.gallery.indexing import check_items
     from lookalike.gallery.matcher import Matcher
 
@@ -171,9 +218,12 @@ def add(
             check_items(emb, items, embed_dim=matcher.gallery.header.embed_dim)
             ids = matcher.gallery.add(emb, items.reset_index(drop=True))
             total = len(matcher.gallery)
+            rederived = matcher.rederive_threshold()
     except _ERRORS as exc:
         raise _fail(exc) from None
     _note(f"added {len(ids)} items to {gallery}; it holds {total}")
+    if rederived is not None:
+        _threshold_note(rederived[0], rederived[1], matcher.calibration, verb="re-derived")
 
 
 @index_app.command("remove")
@@ -184,7 +234,9 @@ def remove(
     ),
     labels: list[str] = typer.Option([], "--label", help="Remove every item of this label (repeatable)."),
 ) -> None:
-    """Remove items by id or by label; an unknown id or label changes nothing."""
+    """Remove items by id or by label (an unknown id or label changes nothing); the threshold is set
+    again for the gallery's new size."""
+    from lookalike.calibration import read_calibration, rederive_gallery_threshold
     from lookalike.gallery import open_gallery
 
     wanted = [x.strip() for text in ids for x in text.split(",") if x.strip()]
@@ -196,49 +248,56 @@ def remove(
                 wanted = _ids_of_labels(store, labels)
             n = store.remove(wanted)
             left = len(store)
+            rederived = rederive_gallery_threshold(store)
+            record = read_calibration(store.header.calibration, threshold=store.header.threshold)
     except _ERRORS as exc:
         raise _fail(exc) from None
     _note(f"removed {n} items from {gallery}; {left} left")
+    if rederived is not None:
+        _threshold_note(rederived[0], rederived[1], record, verb="re-derived")
 
 
 @index_app.command("set-threshold")
 def set_threshold(
     gallery: str = typer.Argument(..., help="The gallery whose match threshold to set."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Match when distance <= this."),
-    target_far: float | None = typer.Option(
-        None, "--target-far", help="Calibrate for this false accept rate."
+    threshold: float | None = typer.Option(None, "--threshold", help="Match when the score <= this."),
+    target_fpir: float | None = typer.Option(
+        None, "--target-fpir", help="Calibrate for this FPIR (with --calibrate-on)."
     ),
+    target_far: float | None = typer.Option(None, "--target-far", help="Alias of --target-fpir."),
     calibrate_on: Path | None = typer.Option(None, "--calibrate-on", help="Split manifest to calibrate on."),
     calibrate_split: str = typer.Option("val", "--calibrate-split", help="Split to calibrate on."),
     clear: bool = typer.Option(False, "--clear", help="Remove the threshold."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Override the gallery's model."),
+    backbone: str | None = typer.Option(None, "--backbone", help="Override: a frozen backbone by name."),
+    weights: Path | None = typer.Option(None, "--weights", help="Weights file for --backbone."),
     device: str = _DEVICE,
 ) -> None:
-    """Set (or --clear) the gallery's match threshold: a value, or calibrated for a target FAR."""
+    """Set (or --clear) the gallery's match threshold: a value, or calibrated for a target FPIR (then set
+    for the gallery's size, and again whenever it grows or shrinks)."""
+    from lookalike.calibration import set_gallery_calibration
     from lookalike.gallery.matcher import Matcher
 
     try:
-        given = sum(x is not None for x in (threshold, target_far)) + int(clear)
-        if given != 1 or (target_far is None) != (calibrate_on is None):
+        rate = _target(threshold, target_fpir, target_far, calibrate_on)
+        if (threshold is not None) + (rate is not None) + int(clear) != 1:
             raise ValueError(
-                "give one of --threshold VALUE, --target-far F --calibrate-on MANIFEST, or --clear"
+                "give one of --threshold VALUE, --target-fpir F --calibrate-on MANIFEST, or --clear"
             )
-        if threshold is not None and not _finite(threshold):
-            raise ValueError(f"--threshold must be a finite number, got {threshold}")
         dev = resolve_cli_device(device)
-        with Matcher.open(gallery, checkpoint=checkpoint, device=dev, writable=True) as matcher:
-            calibration: dict | None = None
-            if target_far is not None:
-                threshold, calibration = _calibrate(
-                    matcher.model, calibrate_on, calibrate_split, target_far, dev
-                )
-            elif threshold is not None:
-                calibration = {"method": "given"}
-            matcher.gallery.set_threshold(threshold, calibration)
+        with Matcher.open(
+            gallery, checkpoint=checkpoint, backbone=backbone, weights=weights, device=dev, writable=True
+        ) as matcher:
+            record = (
+                None if clear else _record(matcher.model, threshold, rate, calibrate_on, calibrate_split, dev)
+            )
+            value, n_objects = set_gallery_calibration(matcher.gallery, record)
     except _ERRORS as exc:
         raise _fail(exc) from None
-    text = "cleared the threshold" if threshold is None else f"threshold set to {threshold:.4f}"
-    _note(f"{gallery}: {text}")
+    if value is None:
+        _note(f"{gallery}: cleared the threshold")
+    else:
+        _threshold_note(value, n_objects, record)
 
 
 @index_app.command("info")
@@ -279,24 +338,45 @@ def info(
         rows.append((f"recall@10 vs exact ({min(sample, n)} sampled)", recall))
     no_threshold = "none (searches answer 'no threshold')"
     rows.append(("threshold", no_threshold if header.threshold is None else header.threshold))
-    rows.extend((f"  calibration {key}", value) for key, value in _calibration_rows(header.calibration))
+    rows.extend(_calibration_rows(header.calibration, header.threshold, labels))
     width = max(len(key) for key, _ in rows)
     console = Console(soft_wrap=True)
     for key, value in rows:
         text = f"{value:.4f}" if isinstance(value, float) else str(value)
-        console.print(f"[bold]{key:<{width}}[/bold]  {text}")
+        console.print(f"[bold]{key:<{width}}[/bold]  {text}", highlight=False)
 
 
-def _calibration_rows(calibration: dict | None) -> list[tuple[str, Any]]:
-    """The calibration figures worth a line each: scalars, and the threshold's own far/tar/method."""
-    rows: list[tuple[str, Any]] = []
-    for key, value in sorted((calibration or {}).items()):
+def _calibration_rows(
+    calibration: dict | None, threshold: float | None, n_objects: int
+) -> list[tuple[str, Any]]:
+    """The calibration worth a line each: score, target, size range, then its scalar figures."""
+    from lookalike.calibration import read_calibration
+
+    record = read_calibration(calibration, threshold=threshold)
+    if record is None:
+        return []
+    rows: list[tuple[str, Any]] = [
+        ("decision score", f"{record.score} (match when score <= threshold)"),
+        ("calibration", record.method),
+    ]
+    if record.target_fpir is not None:
+        rows.append(("target FPIR", record.target_fpir))
+    if record.method == "object-profiles":
+        lo, hi = record.size_range or (None, None)
+        rows.append(("sizes covered (objects)", f"{lo}-{hi}"))
+        rows.append(("threshold set for", f"{record.figures.get('gallery_objects')} objects"))
+        warning = record.range_warning(n_objects)
+        if warning:
+            rows.append(("warning", warning))
+    for key, value in sorted(record.figures.items()):
         if isinstance(value, dict):
-            rows.extend((f"{key}.{k}", v) for k, v in sorted(value.items()) if k in ("method", "far", "tar"))
+            rows.extend(
+                (f"  {key}.{k}", v) for k, v in sorted(value.items()) if not isinstance(v, dict | list)
+            )
         elif isinstance(value, (list, tuple)):
-            rows.extend((key, v) for v in value)  # warnings
-        else:
-            rows.append((key, value))
+            rows.extend((f"  {key}", v) for v in value)  # warnings
+        elif key != "gallery_objects":
+            rows.append((f"  {key}", value))
     return rows
 
 
@@ -371,16 +451,17 @@ def _ids_of_labels(store: GalleryStore, labels: list[str]) -> list[str]:
 
 
 def _calibrate(
-    model: InferenceModel, manifest: Path, split: str, target_far: float, device: torch.device
-) -> tuple[float, dict]:
-    """Calibrate the threshold on ``split`` of a split manifest (open set included, see
-    :mod:`lookalike.calibration`): (value, the figures to keep with it)."""
-    from lookalike.calibration import calibrate_split
+    model: InferenceModel, manifest: Path, split: str, target_fpir: float, device: torch.device
+) -> CalibrationRecord:
+    """Calibrate on ``split`` of a split manifest (:func:`lookalike.calibration.open_set.calibrate_model`);
+    the record names the manifest."""
+    import dataclasses
+
+    from lookalike.calibration.open_set import calibrate_model
     from lookalike.data import read_manifest
 
-    result = calibrate_split(
-        model, read_manifest(manifest), split=split, target_far=target_far, device=device
+    record = calibrate_model(
+        model, read_manifest(manifest), split=split, target_fpir=target_fpir, device=device, progress=True
     )
-    figures = result.to_dict()
-    figures["manifest"] = str(Path(manifest).resolve())
-    return float(result.threshold.value), figures
+    figures = {**record.figures, "manifest": str(Path(manifest).resolve()), "source": model.source}
+    return dataclasses.replace(record, figures=figures)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ def search(
         False, "--json", help="One JSON object per query on stdout (JSON Lines), for scripts."
     ),
     threshold: float | None = typer.Option(
-        None, "--threshold", help="Match when the nearest distance is at most this (default: the gallery's)."
+        None, "--threshold", help="Match when the decision score is at most this (default: the gallery's)."
     ),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Override the gallery's model (it must be the same model)."
@@ -45,29 +46,33 @@ def search(
 ) -> None:
     """Search the gallery for each query image: the top-k and a match / no-match decision."""
     from lookalike.cli._model_options import resolve_cli_device
-    from lookalike.gallery.matcher import Matcher
+    from lookalike.gallery.matcher import CalibrationRangeWarning, Matcher
 
     err = Console(stderr=True)
     queries = _expand(images)
     try:
-        matcher = Matcher.open(
-            gallery,
-            checkpoint=checkpoint,
-            backbone=backbone,
-            weights=weights,
-            device=resolve_cli_device(device),
-            batch_size=batch_size,
-            threshold=threshold,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CalibrationRangeWarning)
+            matcher = Matcher.open(
+                gallery,
+                checkpoint=checkpoint,
+                backbone=backbone,
+                weights=weights,
+                device=resolve_cli_device(device),
+                batch_size=batch_size,
+                threshold=threshold,
+            )
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
         typer.echo(f"error: {_message(exc)}", err=True)
         raise typer.Exit(1) from None
+    for warning in (w for w in caught if issubclass(w.category, CalibrationRangeWarning)):
+        err.print(f"warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)
     with matcher:
         if matcher.threshold is None:
             err.print(
                 f"warning: gallery {gallery} has no calibrated threshold, so each query gets the nearest "
                 "label with decision 'no threshold'. Set one with `lookalike index set-threshold GALLERY "
-                "--threshold VALUE` (or --target-far F --calibrate-on SPLIT_MANIFEST), or pass --threshold.",
+                "--threshold VALUE` (or --target-fpir F --calibrate-on SPLIT_MANIFEST), or pass --threshold.",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -97,6 +102,8 @@ def result_table(result: SearchResult) -> Table:
     details = []
     if result.distance is not None:
         details.append(f"distance {result.distance:.4f}")
+    if result.score is not None and result.score_name != "nearest":
+        details.append(f"{result.score_name} {result.score:.4f}")
     if result.threshold is not None:
         details.append(f"threshold {result.threshold:.4f}")
     if result.margin is not None:

@@ -1,4 +1,5 @@
-"""What the store backends share: the embedding checks, score -> distance conversion, the writer lock.
+"""What the store backends share: the embedding checks, score -> distance conversion (the
+protocol's), the writer lock.
 
 The store protocol itself (:class:`~lookalike.gallery.store.GalleryStore`) lives in
 :mod:`lookalike.gallery.store`; this module is for the backends only.
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.gallery.store import GalleryError, GalleryHeader, GalleryLockedError
+from lookalike.protocol import from_backend as to_distance  # the one conversion, defined with the names
 
 __all__ = ["WriterLock", "check_embeddings", "to_distance"]
 
@@ -49,14 +51,6 @@ def check_embeddings(
     if np.abs(squares - 1.0).max() <= 1e-5:  # already L2-normalised (a model's output): used as it is
         return x
     return x / np.sqrt(squares)[:, None]  # a new array: the caller's is never changed
-
-
-def to_distance(raw: np.ndarray, distance: str, *, squared_l2: bool = True) -> np.ndarray:
-    """Backend scores -> lookalike distances: squared L2 -> sqrt; inner product -> 1 - similarity."""
-    raw = np.asarray(raw, dtype=np.float32)
-    if distance == "euclidean":
-        return np.sqrt(np.maximum(raw, 0.0), dtype=np.float32) if squared_l2 else raw
-    return (1.0 - raw).astype(np.float32)
 
 
 class WriterLock:

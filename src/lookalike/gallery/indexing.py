@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    from lookalike.calibration import CalibrationRecord
     from lookalike.gallery import GalleryHeader, GalleryStore
     from lookalike.models.inference import InferenceModel
 
@@ -25,6 +26,7 @@ __all__ = [
     "check_items",
     "embed_items",
     "gallery_header",
+    "model_calibration",
     "model_threshold",
     "read_embeddings_file",
     "select_rows",
@@ -33,33 +35,30 @@ __all__ = [
 SPLIT_COLUMNS: tuple[str, ...] = ("split", "role", "split_seed", "source_sha256")
 """Bookkeeping columns of a split manifest, not carried into the gallery's item metadata."""
 
-_ROLE_CHOICES = ("gallery", "query", "all")
-
 
 def select_rows(frame: pd.DataFrame, *, split: str | None = None, role: str | None = None) -> pd.DataFrame:
     """The rows of a manifest to put in a gallery: those of ``split`` (when given) with ``role``
     (``gallery``, ``query`` or ``all``; default ``gallery`` when a split is given, else ``all``).
     Split bookkeeping columns are dropped; other columns stay (id, label, path, metadata)."""
-    from lookalike.data import is_gallery, is_query
+    from lookalike.protocol import ROLE_CHOICES, ProtocolError, role_rows, split_of
 
-    if role is not None and role not in _ROLE_CHOICES:
-        raise ValueError(f"role must be one of {', '.join(_ROLE_CHOICES)}, got {role!r}")
+    if role is not None and role not in ROLE_CHOICES:
+        raise ValueError(f"role must be one of {', '.join(ROLE_CHOICES)}, got {role!r}")
     rows = frame
     if split is not None:
         if "split" not in frame.columns:
             raise ValueError(
                 "the manifest has no 'split' column: run `lookalike split` on it, or drop --split"
             )
-        rows = rows[rows["split"].astype(str) == split]
-        if rows.empty:
-            present = sorted(frame["split"].dropna().astype(str).unique())
-            raise ValueError(f"the manifest has no rows of split {split!r}; splits present: {present}")
+        try:
+            rows = split_of(frame, split)
+        except ProtocolError as err:
+            raise ValueError(str(err)) from None
         role = role or "gallery"
     role = role or "all"
-    if role != "all":
-        rows = rows[is_gallery(rows) if role == "gallery" else is_query(rows)]
-        if rows.empty:
-            raise ValueError(f"no {role} rows{f' in split {split!r}' if split else ''} of the manifest")
+    rows = role_rows(rows, role)
+    if rows.empty and role != "all":
+        raise ValueError(f"no {role} rows{f' in split {split!r}' if split else ''} of the manifest")
     return rows.drop(columns=[c for c in SPLIT_COLUMNS if c in rows.columns])
 
 
@@ -130,11 +129,20 @@ def model_threshold(model: InferenceModel, distance: str) -> tuple[float | None,
     if t.higher_is_closer:
         raise ValueError(
             f"the model's threshold ({t.value}) was calibrated on similarities, but a {distance} gallery "
-            "compares distances; recalibrate with --target-far F --calibrate-on SPLIT_MANIFEST"
+            "compares distances; recalibrate with --target-fpir F --calibrate-on SPLIT_MANIFEST"
         )
     calibration = dict(model.calibration or {})
     calibration.setdefault("source", _absolute_source(model.source))
     return float(t.value), calibration
+
+
+def model_calibration(model: InferenceModel) -> CalibrationRecord | None:
+    """The calibration record a model carries (None: none), with its source recorded. Refuses a
+    threshold calibrated on similarities (a gallery compares distances)."""
+    from lookalike.calibration import read_calibration
+
+    value, calibration = model_threshold(model, model.distance)
+    return None if value is None else read_calibration(calibration, threshold=value)
 
 
 def gallery_header(
@@ -142,11 +150,18 @@ def gallery_header(
     *,
     index_factory: str = "Flat",
     threshold: float | None = None,
-    calibration: dict | None = None,
+    calibration: dict | CalibrationRecord | None = None,
+    n_objects: int | None = None,
 ) -> GalleryHeader:
-    """The header of a gallery built with ``model``."""
+    """The header of a gallery built with ``model``. ``calibration``: a record (its threshold for a
+    gallery of ``n_objects`` objects is set; ``threshold`` must then be None) or a stored dict."""
+    from lookalike.calibration import CalibrationRecord, header_calibration
     from lookalike.gallery import GalleryHeader
 
+    if isinstance(calibration, CalibrationRecord):
+        if threshold is not None or n_objects is None:
+            raise ValueError("with a calibration record give n_objects (the gallery's size) and no threshold")
+        threshold, calibration = header_calibration(calibration, n_objects)
     if threshold is not None and not math.isfinite(float(threshold)):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     return GalleryHeader(

@@ -1,15 +1,23 @@
 """The matcher: embed query images with the gallery's model, search the gallery, decide.
 
 "Which known object is this, if any?": for each query the gallery's nearest items (nearest
-first) and a decision on the nearest one:
+first) and a decision from a *decision score* (:mod:`lookalike.metrics.identification`: the
+nearest distance, the ratio of the nearest distance to the nearest of another label, or a cohort
+z-norm), the one the gallery's calibration chose (the nearest distance when it has none):
 
-- ``"match"``: its distance is within the threshold (``distance <= threshold``); ``label`` is
-  its label and ``margin = threshold - distance`` is positive (or zero).
-- ``"no match"``: it is farther than the threshold (``margin`` negative), or the gallery is empty.
+- ``"match"``: the score is within the threshold (``score <= threshold``); ``label`` is the
+  nearest item's label and ``margin = threshold - score`` is positive (or zero).
+- ``"no match"``: the score is above the threshold (``margin`` negative), or the gallery is empty.
 - ``"no threshold"``: neither the gallery nor the caller gave a threshold; ``label`` is the
-  nearest item's label, ``margin`` is None. Calibrate one (``lookalike calibrate``) and store it
-  with ``lookalike index build --threshold`` / ``--target-far``.
+  nearest item's label, ``margin`` is None. Calibrate one (``lookalike index build --target-fpir
+  F --calibrate-on SPLIT.csv``, or ``index set-threshold``).
 - ``"error"``: the query could not be read (``error`` says why); the other queries still answer.
+
+One search per query: the gallery is asked for ``max(k, depth)`` items, ``depth`` being the
+calibration's (:data:`lookalike.calibration.record.DECISION_DEPTH`, 32), and the score is computed
+from them; the first k are returned. The threshold is the gallery's, set for its size when it was
+built or last changed; a gallery outside the size range its calibration covers warns
+(:class:`CalibrationRangeWarning`) when the matcher opens it.
 
 The pure decision is :func:`decide`; :class:`Matcher` wires a gallery store, an inference model
 and the decision together, and refuses a model other than the one the gallery was built with.
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DECISIONS",
+    "CalibrationRangeWarning",
     "Matcher",
     "Neighbour",
     "SearchResult",
@@ -44,6 +54,10 @@ __all__ = [
 ]
 
 DECISIONS: tuple[str, ...] = ("match", "no match", "no threshold", "error")
+
+
+class CalibrationRangeWarning(UserWarning):
+    """The gallery holds more (or fewer) objects than its calibration covers."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +88,10 @@ class Neighbour:
 class SearchResult:
     """The answer for one query; see the module docstring for ``decision``.
 
-    ``distance`` is the nearest item's distance (None when there is none), ``margin`` is
-    ``threshold - distance`` (positive: inside the threshold; None without a threshold or a
-    neighbour), ``error`` says why a query could not be answered (``decision == "error"``).
+    ``distance`` is the nearest item's distance (None when there is none), ``score`` the decision
+    score (of kind ``score_name``; None without a neighbour), ``margin`` is ``threshold - score``
+    (positive: inside the threshold; None without a threshold or a neighbour), ``error`` says why a
+    query could not be answered (``decision == "error"``).
     """
 
     query: str
@@ -87,6 +102,8 @@ class SearchResult:
     threshold: float | None
     margin: float | None
     error: str | None = None
+    score: float | None = None
+    score_name: str = "nearest"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (one JSON Lines record of ``lookalike search --json``)."""
@@ -95,6 +112,8 @@ class SearchResult:
             "decision": self.decision,
             "label": self.label,
             "distance": _plain(self.distance),
+            "score": _plain(self.score),
+            "score_name": self.score_name,
             "threshold": _plain(self.threshold),
             "margin": _plain(self.margin),
             "error": self.error,
@@ -102,27 +121,40 @@ class SearchResult:
         }
 
 
-def decide(query: str, neighbours: Sequence[Neighbour], threshold: float | None) -> SearchResult:
-    """The match decision on the nearest of ``neighbours`` (nearest first; may be empty).
+def decide(
+    query: str,
+    neighbours: Sequence[Neighbour],
+    threshold: float | None,
+    *,
+    score: str = "nearest",
+    k: int | None = None,
+) -> SearchResult:
+    """The match decision from ``neighbours`` (nearest first, as deep as the search went; may be
+    empty): ``score`` (a name of :data:`lookalike.metrics.identification.SCORES`) computed from them,
+    a match when it is at most ``threshold``. ``k``: how many neighbours the result keeps (all)."""
+    from lookalike.metrics.identification import decision_scores
 
-    Match when ``neighbours[0].distance <= threshold``; distances are "lower is closer" (the
-    store returns Euclidean distance, or ``1 - cos`` for cosine galleries).
-    """
     neighbours = list(neighbours)
     if threshold is not None and not math.isfinite(float(threshold)):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    t = _opt_float(threshold)
     if not neighbours:  # empty gallery: nothing is known
         decision = "no threshold" if threshold is None else "no match"
-        return SearchResult(query, [], decision, None, None, _opt_float(threshold), None)
+        return SearchResult(query, [], decision, None, None, t, None, score_name=score)
+    labels = np.asarray([[n.label for n in neighbours]], dtype=object)
+    distances = np.asarray([[n.distance for n in neighbours]], dtype=np.float64)
+    value = float(decision_scores(labels, distances, score=score)[0])
     nearest = neighbours[0]
-    distance = float(nearest.distance)
-    if threshold is None:
-        return SearchResult(query, neighbours, "no threshold", nearest.label, distance, None, None)
-    t = float(threshold)
-    margin = t - distance
-    if distance <= t:
-        return SearchResult(query, neighbours, "match", nearest.label, distance, t, margin)
-    return SearchResult(query, neighbours, "no match", None, distance, t, margin)
+    kept = neighbours if k is None else neighbours[:k]
+    common = {"score": value, "score_name": score}
+    if t is None:
+        d1 = float(nearest.distance)
+        return SearchResult(query, kept, "no threshold", nearest.label, d1, None, None, **common)
+    if value <= t:
+        return SearchResult(
+            query, kept, "match", nearest.label, float(nearest.distance), t, t - value, **common
+        )
+    return SearchResult(query, kept, "no match", None, float(nearest.distance), t, t - value, **common)
 
 
 def error_result(query: str, error: str, threshold: float | None) -> SearchResult:
@@ -186,7 +218,11 @@ class Matcher:
             fingerprint must be the gallery's (another model is refused with
             :class:`~lookalike.gallery.GalleryError`), as must its embedding size and distance.
         batch_size: images embedded per forward pass.
-        threshold: overrides the gallery's threshold (``distance <= threshold`` is a match).
+        threshold: overrides the gallery's threshold (``score <= threshold`` is a match).
+
+    ``calibration`` is the gallery's :class:`~lookalike.calibration.CalibrationRecord` (None when it
+    has none), ``score`` the decision score it chose, ``depth`` how many items a search retrieves to
+    compute it, ``warnings`` what limits the decision (a gallery outside the calibrated size range).
     """
 
     def __init__(
@@ -216,10 +252,27 @@ class Matcher:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if threshold is not None and not math.isfinite(float(threshold)):
             raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+        from lookalike.calibration import read_calibration
+
         self.gallery = gallery
         self.model = model
         self.batch_size = int(batch_size)
         self._threshold = None if threshold is None else float(threshold)
+        self.calibration = read_calibration(header.calibration, threshold=header.threshold)
+        self.score = "nearest" if self.calibration is None else self.calibration.score
+        self.depth = 1 if self.score == "nearest" else int(self.calibration.depth)  # type: ignore[union-attr]
+        self.warnings = self._range_warnings()
+        for text in self.warnings:
+            warnings.warn(text, CalibrationRangeWarning, stacklevel=2)
+
+    def _range_warnings(self) -> tuple[str, ...]:
+        """The calibration's size-range warning for this gallery (from the size its threshold was
+        last set for, which the header records; no item scan)."""
+        record = self.calibration
+        if record is None or self._threshold is not None or record.method != "object-profiles":
+            return ()
+        n = record.figures.get("gallery_objects")
+        return () if n is None else self._range_warnings_for(int(n))
 
     @classmethod
     def open(
@@ -244,10 +297,9 @@ class Matcher:
 
         if checkpoint is not None and backbone is not None:
             raise ValueError("give either checkpoint or backbone, not both")
-        if str(device) == "auto":
-            import torch
+        from lookalike.devices import resolve_device
 
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(device)
         store = open_gallery(gallery, writable=writable)
         try:
             from_header = checkpoint is None and backbone is None
@@ -351,7 +403,7 @@ class Matcher:
             raise ValueError(f"got {len(names)} names for {len(emb)} queries")
         if len(emb) == 0:
             return []
-        distances, ids = self.gallery.search(np.ascontiguousarray(emb), k)
+        distances, ids = self.gallery.search(np.ascontiguousarray(emb), max(k, self.depth))
         found = _neighbour_rows(self.gallery, ids)
         threshold = self.threshold
         results = []
@@ -360,7 +412,7 @@ class Matcher:
                 _neighbour(rank + 1, str(item_id), float(distances[q, rank]), found[str(item_id)])
                 for rank, item_id in enumerate(ids[q])
             ]
-            results.append(decide(str(names[q]), neighbours, threshold))
+            results.append(decide(str(names[q]), neighbours, threshold, score=self.score, k=k))
         return results
 
     def add(
@@ -406,11 +458,31 @@ class Matcher:
             if clash:
                 raise ValueError(f"metadata keys {clash} clash with the item columns id, label, path")
             items = pd.concat([items, extra], axis=1)
-        return self.gallery.add(embeddings, items)
+        added = self.gallery.add(embeddings, items)
+        self.rederive_threshold()
+        return added
 
     def remove(self, ids: Sequence[str]) -> int:
-        """Remove items by id (an unknown id: KeyError naming it, nothing removed). Returns the count."""
-        return self.gallery.remove(list(ids))
+        """Remove items by id (an unknown id: KeyError naming it, nothing removed). Returns the count;
+        the gallery's threshold is set again for its new size."""
+        n = self.gallery.remove(list(ids))
+        self.rederive_threshold()
+        return n
+
+    def rederive_threshold(self) -> tuple[float, int] | None:
+        """Set the gallery's threshold for its current size from its calibration (after items were
+        added or removed): ``(threshold, objects)``, or None when the calibration has one threshold
+        for every size (or there is none)."""
+        from lookalike.calibration import rederive_gallery_threshold
+
+        out = rederive_gallery_threshold(self.gallery)
+        if out is not None:
+            self.warnings = self._range_warnings_for(out[1])
+        return out
+
+    def _range_warnings_for(self, n_objects: int) -> tuple[str, ...]:
+        text = None if self.calibration is None else self.calibration.range_warning(n_objects)
+        return () if text is None else (text,)
 
     def close(self) -> None:
         """Close the gallery store."""

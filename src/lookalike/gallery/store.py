@@ -15,9 +15,8 @@ Two backends share the protocol (:class:`GalleryStore`), chosen by the location 
 This module is the protocol only and imports no backend; what the backends share lives in
 :mod:`lookalike.gallery.backend` and :mod:`lookalike.gallery.items`.
 
-Distances: ``"euclidean"`` is the Euclidean distance between L2-normalised vectors (the true
-distance, not its square, in [0, 2]); ``"cosine"`` is 1 - cosine similarity (in [0, 2]). Either
-way smaller is closer, and a match is ``nearest distance <= threshold``.
+Distances: :data:`lookalike.protocol.GALLERY_DISTANCES`, defined there with their units and
+conversions; smaller is closer.
 """
 
 from __future__ import annotations
@@ -44,7 +43,8 @@ __all__ = [
     "index_recall",
 ]
 
-DISTANCES = ("euclidean", "cosine")
+from lookalike.protocol import GALLERY_DISTANCES as DISTANCES
+
 FORMAT_VERSION = 1
 #: Item columns every store keeps; any other column of ``items`` is free metadata.
 ITEM_COLUMNS = ("id", "label", "path")

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lookalike._arrays import ArrayLike, as_embeddings, as_vector, to_numpy
-from lookalike.distances import BaseDistance
-from lookalike.knn import Backend, resolve_distance, topk
+from lookalike.distances import BaseDistance, resolve_distance
+from lookalike.knn import Backend, topk
 
 __all__ = [
     "OpenSetReport",

@@ -144,9 +144,13 @@ def model_fingerprint(embedder: Embedder, preprocessing: Preprocessing | None = 
 
 
 def threshold_from_calibration(calibration: dict[str, Any] | None, *, where: str) -> Threshold | None:
-    """The :class:`Threshold` stored under ``calibration["threshold"]`` (None when absent)."""
+    """The :class:`Threshold` stored under ``calibration["threshold"]`` (None when absent). For a
+    calibration record (:mod:`lookalike.calibration.record`, a threshold per gallery size), the
+    threshold for a gallery of the calibration's own size; a gallery sets its own from the record."""
     if calibration is None:
         return None
+    if isinstance(calibration, dict) and "record" in calibration:
+        return _record_threshold(calibration, where=where)
     if not isinstance(calibration, dict) or not isinstance(calibration.get("threshold"), dict):
         raise ValueError(
             f"{where}: extra[{CALIBRATION_KEY!r}] must be a dict with a 'threshold' dict (as written by "
@@ -163,6 +167,20 @@ def threshold_from_calibration(calibration: dict[str, Any] | None, *, where: str
             f"expected the fields of Threshold: {sorted(fields)}"
         )
     return Threshold(**stored)
+
+
+def _record_threshold(record: dict[str, Any], *, where: str) -> Threshold:
+    from lookalike.metrics.identification import threshold_for_size
+
+    try:
+        value = threshold_for_size(record["thresholds"], int(record.get("calibration_objects") or 1))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{where}: the calibration record has no usable 'thresholds' table ({exc})"
+        ) from None
+    nan = float("nan")
+    target = record.get("target_fpir")
+    return Threshold(value, nan, nan, nan, nan, nan, False, f"fpir:{record.get('score')}", target)
 
 
 def load_inference_model(

@@ -7,7 +7,7 @@ TEMPLATE = r"""{% macro case(c) -%}
  <div class="tile q"><img src="{{ c.query }}" alt="query"><div class="l" title="{{ c.title }}">{{ c.label }}</div><div class="dist">query</div></div>
  <div class="arrow">→</div>
  {% for n in c.neighbours %}<div class="tile {{ 'ok' if n.correct else 'bad' }}">{% if n.src %}<img src="{{ n.src }}" alt="{{ n.label }}">{% endif %}<div class="l">{{ n.label }}</div><div class="dist">{{ n.distance }}</div></div>{% endfor %}
- <div class="verdict"><span class="badge {{ 'good' if c.good }}">{{ c.outcome }}</span><br>{{ c.decision }}{% if c.matched %}: {{ c.matched }}{% endif %}<br><span class="dist">nearest {{ c.distance }} / threshold {{ c.threshold }}</span>{% if c.title %}<br><span class="dist">{{ c.title }}</span>{% endif %}</div>
+ <div class="verdict"><span class="badge {{ 'good' if c.good }}">{{ c.outcome }}</span><br>{{ c.decision }}{% if c.matched %}: {{ c.matched }}{% endif %}<br><span class="dist">score {{ c.score }} / threshold {{ c.threshold }}</span>{% if c.title %}<br><span class="dist">{{ c.title }}</span>{% endif %}</div>
 </div>
 {%- endmacro %}
 <!doctype html>
@@ -76,16 +76,23 @@ TEMPLATE = r"""{% macro case(c) -%}
 
 {% if training %}<h2>Training</h2><img class="fig" src="{{ training }}" alt="training curves">{% endif %}
 
-<h2>The match threshold</h2>
+<h2>The match decision: known and unknown objects</h2>
+<p class="help">A <b>mated</b> search has its object in the gallery, a <b>non-mated</b> one does not. <b>FPIR</b>: non-mated searches answered “match”; <b>FNIR</b>: mated searches not answered “match” with the right object; the <b>wrong-match rate</b> (part of FNIR) counts those matched with another object.</p>
+{% if d.outcomes %}<table><tr><th>test searches</th><th>right match</th><th>wrong match</th><th>no match</th></tr>
+{% for o in d.outcomes %}<tr><td>{{ o.kind }}: {{ o.searches }}</td><td class="num">{{ o.share(o.right_match) if o.kind.startswith("known") else "–" }}</td><td class="num">{{ o.share(o.wrong_match) }}</td><td class="num">{{ o.share(o.no_match) }}</td></tr>{% endfor %}
+</table>{% endif %}
 <div class="two"><div>
-{% if roc %}<img class="fig" src="{{ roc }}" alt="ROC curve">{% elif d.roc_note %}<p class="note">{{ d.roc_note }}</p>{% endif %}
+{% if det %}<img class="fig" src="{{ det }}" alt="DET curve">{% elif d.det_note %}<p class="note">{{ d.det_note }}</p>{% endif %}
 </div><div>
 <table>{% for name, value in d.calibration %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>{% endfor %}</table>
 {% if d.open_set %}<p></p><table>{% for name, value in d.open_set %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>{% endfor %}</table>{% endif %}
 </div></div>
+{% if sizes %}<h2>FPIR against gallery size</h2>
+<p class="help">Test galleries enrolling more and more of the test characters (random draws); every image of the others is searched as non-mated. The threshold is set for each gallery's size from the calibration.</p>
+<img class="fig" src="{{ sizes }}" alt="FPIR against gallery size">{% elif d.sizes_note %}<p class="note">{{ d.sizes_note }}</p>{% endif %}
 
 {% if searches %}<h2>Searches of known characters, worst first</h2>
-<p class="help">Query (blue frame) → its 5 nearest gallery images; a green frame is the query's own character. Decision: <i>match</i> when the nearest is within the threshold.</p>
+<p class="help">Query (blue frame) → its 5 nearest gallery images; a green frame is the query's own character. Decision: <i>match</i> (the nearest image's character) when the decision score is within the threshold.</p>
 {% for c in searches %}{{ case(c) }}{% endfor %}{% endif %}
 
 {% if no_match %}<h2>Characters left out of the gallery: should be “no match”</h2>

@@ -19,9 +19,11 @@ from lookalike.report._template import TEMPLATE
 
 __all__ = [
     "Neighbour",
+    "OutcomeRow",
     "ReportData",
     "SearchCase",
     "image_data_uri",
+    "outcome_rows",
     "render_report",
     "worst_first",
     "write_report",
@@ -59,6 +61,8 @@ class SearchCase:
     threshold: float | None
     neighbours: Sequence[Neighbour]
     title: str = ""
+    #: the decision score compared with the threshold (the nearest distance under ``nearest``)
+    score: float | None = None
 
     @property
     def outcome(self) -> str:
@@ -79,6 +83,32 @@ class SearchCase:
 
 
 @dataclass(frozen=True)
+class OutcomeRow:
+    """The three outcomes of one kind of search: ``known`` objects (mated searches) or unknown
+    ones (non-mated: any match is wrong). Counts; ``right_match`` is 0 for unknown objects."""
+
+    kind: str
+    searches: int
+    right_match: int
+    wrong_match: int
+    no_match: int
+
+    def share(self, count: int) -> str:
+        return "–" if self.searches == 0 else f"{count / self.searches:.1%} ({count})"
+
+
+def outcome_rows(cases: Sequence[SearchCase]) -> list[OutcomeRow]:
+    """Right match / wrong match / no match counted over the known and the unknown cases."""
+    rows = []
+    for known, kind in ((True, "known objects (mated searches)"), (False, "unknown objects (non-mated)")):
+        part = [c for c in cases if c.known == known]
+        matched = [c for c in part if c.decision == "match"]
+        right = sum(c.matched_label == c.query_label for c in matched) if known else 0
+        rows.append(OutcomeRow(kind, len(part), right, len(matched) - right, len(part) - len(matched)))
+    return rows
+
+
+@dataclass(frozen=True)
 class ReportData:
     """What the report shows.
 
@@ -87,6 +117,9 @@ class ReportData:
     known classes, shown worst first; ``no_match``: searches of classes left out of the gallery.
     ``facts``: (name, value) rows about the data, split and run; ``stages``: (stage, seconds).
     ``names``: a short text shown for a label under its images (e.g. the character itself).
+    ``det_png``: the DET curve (FNIR against FPIR) of the test searches, or ``det_note`` saying why
+    there is none; ``sizes_png``: figures against gallery size; ``outcomes``: the three outcomes
+    of the known and the unknown objects' searches.
     """
 
     title: str
@@ -100,8 +133,11 @@ class ReportData:
     calibration: Sequence[tuple[str, str]] = ()
     open_set: Sequence[tuple[str, str]] = ()
     training_png: bytes | None = None
-    roc_png: bytes | None = None
-    roc_note: str = ""
+    det_png: bytes | None = None
+    det_note: str = ""
+    sizes_png: bytes | None = None
+    sizes_note: str = ""
+    outcomes: Sequence[OutcomeRow] = ()
     searches: Sequence[SearchCase] = ()
     no_match: Sequence[SearchCase] = ()
     stages: Sequence[tuple[str, float]] = ()
@@ -181,6 +217,7 @@ def _case(case: SearchCase, thumb: int, names: dict[str, str]) -> dict[str, Any]
         "decision": case.decision,
         "matched": None if case.matched_label is None else names.get(case.matched_label, case.matched_label),
         "distance": _fmt(case.distance),
+        "score": _fmt(case.score if case.score is not None else case.distance),
         "threshold": _fmt(case.threshold),
         "neighbours": [
             {
@@ -205,7 +242,8 @@ def render_report(data: ReportData, *, thumb: int = 64) -> str:
         metric_rows=_metric_rows(data),
         help=METRIC_HELP,
         training=_png_uri(data.training_png),
-        roc=_png_uri(data.roc_png),
+        det=_png_uri(data.det_png),
+        sizes=_png_uri(data.sizes_png),
         searches=[_case(c, thumb, dict(data.names)) for c in data.searches],
         no_match=[_case(c, thumb, dict(data.names)) for c in data.no_match],
         stages=[(name, f"{seconds:.1f} s") for name, seconds in data.stages],

@@ -33,14 +33,19 @@ class NeighbourOut(BaseModel):
 class SearchResponse(BaseModel):
     query: str = Field(description="The uploaded file's name.")
     decision: Literal["match", "no match", "no threshold", "error"] = Field(
-        description='"match": the nearest item is within the threshold; "no match": it is not; '
+        description='"match": the decision score is within the threshold; "no match": it is not; '
         '"no threshold": the gallery has no calibrated threshold (label = nearest label); '
         '"error": this image could not be used (see error).'
     )
     label: str | None = Field(description="The matched label (or the nearest one without a threshold).")
     distance: float | None = Field(description="Distance to the nearest item.")
-    threshold: float | None = Field(description="The threshold used (match when distance <= threshold).")
-    margin: float | None = Field(description="threshold - distance: positive inside the threshold.")
+    score: float | None = Field(
+        default=None,
+        description="The decision score (the nearest distance, or as score_name says); lower is closer.",
+    )
+    score_name: str = Field(default="nearest", description="Which decision score: nearest, ratio or znorm.")
+    threshold: float | None = Field(description="The threshold used (match when score <= threshold).")
+    margin: float | None = Field(description="threshold - score: positive inside the threshold.")
     error: str | None = None
     k: int = Field(description="Neighbours asked for; fewer come back when the gallery is smaller.")
     neighbours: list[NeighbourOut]

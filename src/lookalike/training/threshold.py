@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from lookalike.calibration import Calibration, CalibrationError, calibrate_checkpoint, summary
+from lookalike.protocol import union_rows
 
 if TYPE_CHECKING:
     import torch
@@ -73,7 +74,7 @@ def calibrate_checkpoint_on_val(
         "step": step,
     }
     queries, gallery = val
-    frame = pd.concat([queries, gallery[~gallery.index.isin(queries.index)]])
+    frame = union_rows(queries, gallery)
     try:
         result = calibrate_checkpoint(
             checkpoint,

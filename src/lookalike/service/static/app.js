@@ -108,13 +108,16 @@
 
   function render(result) {
     const { decision, label, distance, threshold, margin, neighbours } = result;
+    const name = result.score_name || "nearest";
+    const what = name === "nearest" ? `nearest distance ${fmt(distance)}`
+      : `${name} score ${fmt(result.score)} (nearest distance ${fmt(distance)})`;
     if (decision === "match") {
       setVerdict("match", `match: ${label}`,
-        `nearest distance ${fmt(distance)} is within the threshold ${fmt(threshold)} (margin ${fmt(margin)})`);
+        `${what} is within the threshold ${fmt(threshold)} (margin ${fmt(margin)})`);
     } else if (decision === "no match") {
       setVerdict("no-match", "no match",
         neighbours.length
-          ? `nearest distance ${fmt(distance)} is beyond the threshold ${fmt(threshold)}: none of these is it`
+          ? `${what} is beyond the threshold ${fmt(threshold)}: none of these is it`
           : "the gallery is empty");
     } else if (decision === "no threshold") {
       setVerdict("unsure", label ? `nearest: ${label}` : "no match",

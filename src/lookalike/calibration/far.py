@@ -29,14 +29,15 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from lookalike._io import atomic_path
-from lookalike.knn import topk
+from lookalike.calibration.record import CalibrationRecord, write_checkpoint_calibration
 from lookalike.metrics.verification import Threshold, calibrate_threshold, eer, roc_auc, tar_at_far
+from lookalike.protocol import GALLERY_DISTANCES, ProtocolError, QueryMode, gallery_topk, union_rows
+from lookalike.protocol import split_rows as protocol_split_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,12 +57,8 @@ __all__ = [
     "summary",
 ]
 
-QueryMode = Literal["all", "roles"]
-
-#: The distances a threshold is calibrated in, as a gallery returns them: ``euclidean`` (true
-#: Euclidean distance of L2-normalised embeddings, in [0, 2]) and ``cosine`` (1 - cosine similarity,
-#: in [0, 2]). Either way smaller is closer and a match is ``distance <= threshold``.
-DISTANCES: tuple[str, ...] = ("euclidean", "cosine")
+#: The distances a threshold is calibrated in: the gallery's (:data:`lookalike.protocol.GALLERY_DISTANCES`).
+DISTANCES: tuple[str, ...] = GALLERY_DISTANCES
 
 
 class CalibrationError(ValueError):
@@ -114,6 +111,16 @@ class Calibration:
         out["warnings"] = list(self.warnings)
         return out
 
+    def to_record(self) -> CalibrationRecord:
+        """The record of this one threshold (method ``fixed``; these figures kept with it)."""
+        return CalibrationRecord(
+            method="fixed",
+            target_fpir=None,
+            thresholds=((1, float(self.threshold.value)),),
+            distance=self.distance,
+            figures=self.to_dict(),
+        )
+
 
 def held_out_classes(classes: np.ndarray | list[str], share: float, seed: int) -> list[str]:
     """The classes whose gallery items are left out: ``round(share * n)`` of the sorted unique
@@ -153,7 +160,6 @@ def calibrate_embeddings(
     if distance not in DISTANCES:
         raise CalibrationError(f"distance must be one of {list(DISTANCES)}, got {distance!r}")
     ql = np.asarray([str(x) for x in np.asarray(query_labels).tolist()], dtype=object)
-    gl = np.asarray([str(x) for x in np.asarray(gallery_labels).tolist()], dtype=object)
     classes = sorted(set(ql.tolist()))
     if len(classes) < 2:
         raise CalibrationError(
@@ -161,31 +167,11 @@ def calibrate_embeddings(
             f"unknown object, one kept), found {len(classes)}: {classes}"
         )
     held = held_out_classes(classes, open_set_share, seed)
-    keep = ~np.isin(gl, held)
-    if not keep.any():
-        raise CalibrationError("no gallery item is left once the held-out classes are removed")
-    q = torch.as_tensor(np.asarray(query_embeddings, dtype=np.float32))
-    g = torch.as_tensor(np.asarray(gallery_embeddings, dtype=np.float32))[torch.as_tensor(keep)]
-    ids_kw: dict[str, Any] = {}
-    if query_ids is not None and gallery_ids is not None:
-        ids_kw = {"query_ids": np.asarray(query_ids), "gallery_ids": np.asarray(gallery_ids)[keep]}
-    values, idx = topk(q, g, 1, distance=distance, **ids_kw)
-    values, idx = values[:, 0].double().numpy(), idx[:, 0].numpy()
-    if distance == "cosine":  # the gallery's cosine distance: 1 - cosine similarity
-        values = 1.0 - values
-    has_neighbour = idx >= 0  # a query whose only gallery item was itself has none
-    nearest_label = np.where(has_neighbour, gl[keep][np.maximum(idx, 0)], None)
-    genuine = (nearest_label == ql)[has_neighbour].astype(bool)
-    values = values[has_neighbour]
-    open_set = np.isin(ql, held)[has_neighbour]
-    n_gen, n_imp = int(genuine.sum()), int((~genuine).sum())
-    if n_gen == 0 or n_imp == 0:
-        kind = "genuine (nearest item of the query's class)" if n_gen == 0 else "impostor"
-        raise CalibrationError(
-            f"no {kind} comparison among the {len(values)} queries: a threshold cannot be placed; "
-            "use a split with more classes and images (or a different --open-set-share)"
-        )
+    values, genuine, open_set = _nearest_comparisons(
+        query_embeddings, ql, gallery_embeddings, gallery_labels, held, distance, query_ids, gallery_ids
+    )
     threshold = calibrate_threshold(values, genuine, target_far=target_far)
+    n_gen, n_imp = int(genuine.sum()), int((~genuine).sum())
     warnings = []
     if n_imp * target_far < 1.0:
         warnings.append(
@@ -214,23 +200,50 @@ def calibrate_embeddings(
     )
 
 
-def split_rows(frame: pd.DataFrame, split: str, queries: QueryMode) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(queries, gallery) rows of ``split`` for calibration (see the module doc for ``queries``).
-    Raises CalibrationError naming the splits present when ``split`` has no rows."""
-    from lookalike.data import is_gallery, is_query
+def _nearest_comparisons(
+    query_embeddings: torch.Tensor | np.ndarray,
+    ql: np.ndarray,
+    gallery_embeddings: torch.Tensor | np.ndarray,
+    gallery_labels: np.ndarray | list[str],
+    held: list[str],
+    distance: str,
+    query_ids: np.ndarray | None,
+    gallery_ids: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each query's nearest kept gallery item: (distance, genuine, query of a held-out class), for
+    the queries that have one; raises when either kind of comparison is missing."""
+    gl = np.asarray([str(x) for x in np.asarray(gallery_labels).tolist()], dtype=object)
+    keep = ~np.isin(gl, held)
+    if not keep.any():
+        raise CalibrationError("no gallery item is left once the held-out classes are removed")
+    q = torch.as_tensor(np.asarray(query_embeddings, dtype=np.float32))
+    g = torch.as_tensor(np.asarray(gallery_embeddings, dtype=np.float32))[torch.as_tensor(keep)]
+    ids_kw: dict[str, Any] = {}
+    if query_ids is not None and gallery_ids is not None:
+        ids_kw = {"query_ids": np.asarray(query_ids), "gallery_ids": np.asarray(gallery_ids)[keep]}
+    values, idx = gallery_topk(q, g, 1, distance=distance, **ids_kw)
+    values, idx = values[:, 0], idx[:, 0]
+    has_neighbour = idx >= 0  # a query whose only gallery item was itself has none
+    nearest_label = np.where(has_neighbour, gl[keep][np.maximum(idx, 0)], None)
+    genuine = (nearest_label == ql)[has_neighbour].astype(bool)
+    values = values[has_neighbour]
+    n_gen, n_imp = int(genuine.sum()), int((~genuine).sum())
+    if n_gen == 0 or n_imp == 0:
+        kind = "genuine (nearest item of the query's class)" if n_gen == 0 else "impostor"
+        raise CalibrationError(
+            f"no {kind} comparison among the {len(values)} queries: a threshold cannot be placed; "
+            "use a split with more classes and images (or a different --open-set-share)"
+        )
+    return values, genuine, np.isin(ql, held)[has_neighbour]
 
-    if "split" not in frame.columns:
-        raise CalibrationError("the manifest has no 'split' column: run `lookalike split` on it first")
-    rows = frame[frame["split"].astype(str) == split]
-    if len(rows) == 0:
-        present = sorted(frame["split"].dropna().astype(str).unique())
-        raise CalibrationError(f"the manifest has no rows of split {split!r}; splits present: {present}")
-    gallery = rows[is_gallery(rows)]
-    if queries == "all":
-        return rows[is_query(rows) | is_gallery(rows)], gallery
-    if queries == "roles":
-        return rows[is_query(rows)], gallery
-    raise CalibrationError(f"queries must be 'all' or 'roles', got {queries!r}")
+
+def split_rows(frame: pd.DataFrame, split: str, queries: QueryMode) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(queries, gallery) rows of ``split`` for calibration (see the module doc for ``queries``):
+    :func:`lookalike.protocol.split_rows`, its errors as CalibrationError."""
+    try:
+        return protocol_split_rows(frame, split, queries=queries)
+    except ProtocolError as err:
+        raise CalibrationError(str(err)) from None
 
 
 def calibrate_split(
@@ -262,7 +275,7 @@ def calibrate_split(
         raise CalibrationError(
             f"split {split!r} has {len(query_rows)} query and {len(gallery_rows)} gallery rows; need both"
         )
-    union = query_rows if query_rows.index.equals(gallery_rows.index) else _union(query_rows, gallery_rows)
+    union = union_rows(query_rows, gallery_rows)
     embedder = model.embedder if hasattr(model, "fingerprint") else model
     if distance is None:
         distance = getattr(model, "distance", "euclidean")
@@ -296,19 +309,10 @@ def store_calibration(checkpoint: str | Path, calibration: Calibration, *, out: 
     """Write ``checkpoint`` again to ``out`` (which may be the same path) with
     ``extra["calibration"] = calibration.to_dict()``; everything else is kept as it was.
     Atomic: ``out`` is either the old file or the new one, never half written."""
-    from lookalike.models.checkpoint import CHECKPOINT_FORMAT
-    from lookalike.models.inference import CALIBRATION_KEY
-
-    checkpoint = Path(checkpoint)
-    payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CalibrationError(f"{checkpoint} is not a lookalike checkpoint; cannot store a threshold in it")
-    extra = dict(payload.get("extra") or {})
-    extra[CALIBRATION_KEY] = calibration.to_dict()
-    payload["extra"] = extra
-    with atomic_path(out) as tmp:
-        torch.save(payload, tmp)
-    return Path(out)
+    try:
+        return write_checkpoint_calibration(checkpoint, calibration.to_record(), out=out)
+    except ValueError as err:
+        raise CalibrationError(str(err)) from None
 
 
 def calibrate_checkpoint(
@@ -366,9 +370,3 @@ def _check_rates(target_far: float, open_set_share: float) -> None:
         raise CalibrationError(f"target_far must be a rate in (0, 1), got {target_far!r}")
     if not 0.0 <= open_set_share < 1.0:
         raise CalibrationError(f"open_set_share must be in [0, 1), got {open_set_share!r}")
-
-
-def _union(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    import pandas as pd
-
-    return pd.concat([a, b[~b.index.isin(a.index)]])
