@@ -22,7 +22,7 @@ def test_cuda_without_a_gpu_and_a_bad_name_are_clear_errors(monkeypatch):
 
 
 #: Modules that still decide "auto" themselves (path below src/lookalike: why). May only shrink.
-_OWN_DEVICE_RULE = {"gallery/matcher.py": "Matcher.open turns 'auto' into cuda/cpu itself"}
+_OWN_DEVICE_RULE: dict[str, str] = {}
 
 
 def test_no_module_but_devices_decides_what_auto_means():

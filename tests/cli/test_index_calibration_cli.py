@@ -198,23 +198,7 @@ def test_frozen_backbone_build_add_search(data, tmp_path):
         assert all("label" in nb for nb in line["neighbours"])
 
 
-NEW_PROCESS_BACKENDS = [
-    "folder",
-    pytest.param(
-        "milvus-lite",
-        marks=[
-            *BACKENDS[1].marks,
-            pytest.mark.xfail(
-                reason="a Milvus Lite collection written by another process opens only where the store loads "
-                "the collection on open",
-                strict=False,
-            ),
-        ],
-    ),
-]
-
-
-@pytest.mark.parametrize("backend", NEW_PROCESS_BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_the_record_reopens_in_a_new_process(data, tmp_path, backend):
     """Written by one process (the CLI), read by another: the gallery's record and threshold, and a
     calibrated checkpoint's record."""
