@@ -83,7 +83,7 @@ def test_calibrate_open_set_record_and_score_choice():
     x, y = _clusters(16, 6, seed=5)
     record = calibrate_open_set(x, y, target_fpir=0.1, seed=1)
     assert record.method == "object-profiles" and record.target_fpir == 0.1
-    assert record.size_range == (1, 8 * 16) and record.figures["calibration_objects"] == 16
+    assert record.size_range == (1, 2 * 16) and record.figures["calibration_objects"] == 16
     assert set(record.figures["fnir_at_target"]) == {"nearest", "ratio", "znorm"}
     assert record.score == choose_score(record.figures["fnir_at_target"])
     assert calibrate_open_set(x, y, target_fpir=0.1, score="znorm").score == "znorm"

@@ -76,7 +76,7 @@ def test_calibrate_writes_a_new_checkpoint_that_loads_with_the_record(tmp_path):
     np.testing.assert_allclose(np.asarray(record.thresholds), np.asarray(expected.thresholds), rtol=1e-5)
     assert record.score == expected.score
     assert record.target_fpir == 0.2 and record.figures["split"] == "val"
-    assert record.figures["calibration_objects"] == 6 and record.size_range == (1, 48)
+    assert record.figures["calibration_objects"] == 6 and record.size_range == (1, 12)
     assert model.threshold.value == pytest.approx(record.threshold_for(6))
     assert f"{record.threshold_for(100):.6g}" in res.output
 
@@ -195,6 +195,6 @@ def test_calibrate_on_omniglot_val(tmp_path):
     assert res.exit_code == 0, res.output
     figures = json.loads(res.stdout)
     assert figures["calibration_objects"] == 24 and figures["calibration_images"] == 480
-    assert figures["size_range"] == [1, 192] and figures["score"] in ("nearest", "ratio", "znorm")
+    assert figures["size_range"] == [1, 48] and figures["score"] in ("nearest", "ratio", "znorm")
     sizes = [n for n, _ in figures["thresholds"]]
     assert sizes == sorted(sizes) and sizes[0] == 1 and sizes[-1] >= 1 << 20
