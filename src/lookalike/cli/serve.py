@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from lookalike.cli._model_options import OnnxOption
 from lookalike.cli.app import app
 
 console = Console(stderr=True)
@@ -26,6 +27,7 @@ def serve(
         None, "--backbone", help="A frozen backbone instead of a checkpoint."
     ),
     weights: Path | None = typer.Option(None, "--weights", help="Local weights file for --backbone."),
+    onnx: OnnxOption = None,
     device: str = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda or cuda:N."),
     k: int = typer.Option(5, "--k", help="Neighbours returned when a request gives no k."),
     threshold: float | None = typer.Option(
@@ -67,6 +69,7 @@ def serve(
             checkpoint=checkpoint,
             backbone=backbone,
             weights=weights,
+            onnx=onnx,
             device=device,
             k=k,
             threshold=threshold,
@@ -86,6 +89,7 @@ def serve(
             checkpoint=checkpoint,
             backbone=backbone,
             weights=weights,
+            onnx=onnx,
             device=device,
             writable=settings.writes_enabled,
             threshold=threshold,

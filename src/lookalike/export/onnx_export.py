@@ -1,0 +1,195 @@
+"""Export an embedder to ONNX: the file that ``--onnx FILE`` and plain onnxruntime run.
+
+The graph takes ``images`` (batch, C, S, S) float32, already prepared by the model's preprocessing
+(resize, crop, scale to [0, 1], mean/std), at the model's own fixed resolution S with a dynamic batch
+axis, and returns ``embedding`` (batch, D) float32, **L2-normalised inside the graph** (the
+embedder's last operation), so a user must not normalise again. The preprocessing, D, the distance,
+the calibrated threshold and the model fingerprint are in the file's metadata
+(:class:`~lookalike.models.onnx_runtime.OnnxMetadata`).
+
+Exported with PyTorch's ``torch.export``-based exporter (``dynamo=True``), which handles the CNNs
+and the DINOv2 ViTs (at the resolution they were created for: their position embeddings are sized
+for it). Every export is checked against PyTorch on random inputs before the file is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lookalike._io import atomic_path
+from lookalike.models.inference import InferenceModel
+from lookalike.models.onnx_runtime import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    OnnxMetadata,
+    load_onnx_model,
+    require_onnx,
+    require_onnxruntime,
+)
+
+__all__ = ["DEFAULT_OPSET", "PARITY_MIN_COSINE", "ExportResult", "export_onnx", "parity_cosine"]
+
+DEFAULT_OPSET = 18
+#: The least cosine similarity an export must reach against PyTorch on every checked input.
+PARITY_MIN_COSINE = 0.9999
+#: For an int8 export, which approximates the float model, the least cosine accepted at export.
+INT8_MIN_COSINE = 0.9
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_onnx` wrote: the file, its metadata, and the least cosine similarity between
+    its embeddings and PyTorch's on the check inputs."""
+
+    path: Path
+    metadata: OnnxMetadata
+    min_cosine: float
+
+
+def export_onnx(
+    model: InferenceModel,
+    out: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    quantize: str | None = None,
+    calibration: torch.Tensor | None = None,
+) -> ExportResult:
+    """Write ``model`` (a PyTorch :class:`InferenceModel`) to the ONNX file ``out``, atomically.
+
+    ``quantize="int8"``: static int8 quantisation (:mod:`lookalike.export.quantize`) calibrated on
+    ``calibration``, (N, C, S, S) images prepared with the model's preprocessing (required then);
+    the file then gets its own fingerprint (its embeddings are close to, not equal to, the float
+    model's), so a gallery must be built with it to be searched with it.
+
+    Raises ValueError for a bad option, RuntimeError when the export does not reproduce PyTorch
+    (cosine < 0.9999; < 0.9 for int8) on random inputs.
+    """
+    onnx = require_onnx()
+    require_onnxruntime()
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ValueError(f"the output must be a .onnx file, got {out.name!r}")
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+    if quantize is not None and calibration is None:
+        raise ValueError(
+            "int8 quantisation needs calibration images (a few hundred of the kind you will embed)"
+        )
+    if not isinstance(model.embedder, torch.nn.Module) or not hasattr(model.embedder, "config"):
+        raise ValueError(f"export takes a PyTorch model (a checkpoint or a backbone), got {model.source}")
+    embedder = model.embedder.to("cpu").eval()
+    size = model.preprocessing.image_size
+    in_chans = int(embedder.config.in_chans)
+    with atomic_path(out, suffix=".onnx") as tmp:
+        proto = _to_onnx_proto(embedder, in_chans=in_chans, size=size, opset=opset)
+        metadata = _metadata(model)
+        if quantize == "int8":
+            from lookalike.export.quantize import quantize_int8
+
+            assert calibration is not None
+            proto = quantize_int8(proto, calibration, tmp.parent)
+            digest = hashlib.sha256(proto.SerializeToString(deterministic=True)).hexdigest()
+            metadata = _int8_metadata(metadata, digest)
+        _set_metadata(proto, metadata)
+        onnx.save_model(proto, str(tmp))
+        minimum = PARITY_MIN_COSINE if quantize is None else INT8_MIN_COSINE
+        cosine = parity_cosine(embedder, tmp, in_chans=in_chans, size=size, sample=calibration)
+        if cosine < minimum:
+            raise RuntimeError(
+                f"the ONNX export of {model.source} gives embeddings with cosine {cosine:.6f} to PyTorch's "
+                f"(at least {minimum} expected); nothing was written to {out}"
+            )
+    return ExportResult(path=out, metadata=metadata, min_cosine=cosine)
+
+
+def _to_onnx_proto(embedder: torch.nn.Module, *, in_chans: int, size: int, opset: int):
+    """The embedder traced to an in-memory ONNX ModelProto (weights inside, batch axis dynamic)."""
+    example = torch.rand(2, in_chans, size, size)  # batch 2: a batch of 1 would be specialised
+    batch = torch.export.Dim("batch", min=1)
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            embedder,
+            (example,),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamo=True,
+            dynamic_shapes={"images": {0: batch}},
+            verbose=False,
+        )
+    if program is None:
+        raise RuntimeError(f"torch.onnx.export returned no program; log: {sink.getvalue()[-2000:]}")
+    return program.model_proto
+
+
+def _metadata(model: InferenceModel) -> OnnxMetadata:
+    return OnnxMetadata(
+        model_fingerprint=model.fingerprint,
+        source_fingerprint=model.fingerprint,
+        model_source=model.source,
+        preprocessing=model.preprocessing,
+        embed_dim=model.embed_dim,
+        distance=model.distance,
+        calibration=model.calibration,
+    )
+
+
+def _int8_metadata(metadata: OnnxMetadata, graph_digest: str) -> OnnxMetadata:
+    """The float export's metadata with a fingerprint of its own: the source's and the int8 graph's."""
+    digest = hashlib.sha256(b"lookalike-onnx-int8-v1\n")
+    digest.update(f"{metadata.source_fingerprint}\n{graph_digest}".encode())
+    return OnnxMetadata(
+        model_fingerprint=digest.hexdigest(),
+        source_fingerprint=metadata.source_fingerprint,
+        model_source=metadata.model_source,
+        preprocessing=metadata.preprocessing,
+        embed_dim=metadata.embed_dim,
+        distance=metadata.distance,
+        quantization="int8",
+        calibration=metadata.calibration,
+    )
+
+
+def _set_metadata(proto, metadata: OnnxMetadata) -> None:
+    props = metadata.to_props()
+    kept = [p for p in proto.metadata_props if p.key not in props]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = (
+        "lookalike embedder: input 'images' (batch, C, S, S) float32 prepared with the preprocessing in "
+        "metadata lookalike.preprocessing; output 'embedding' (batch, D), already L2-normalised."
+    )
+
+
+@torch.no_grad()
+def parity_cosine(
+    embedder: torch.nn.Module,
+    path: str | Path,
+    *,
+    in_chans: int,
+    size: int,
+    sample: torch.Tensor | None = None,
+    batch: int = 3,
+) -> float:
+    """The least cosine similarity, over a batch of inputs, between ``embedder``'s embeddings and
+    those of the ONNX file at ``path`` (random images in [0, 1], then up to 8 of ``sample``)."""
+    torch.manual_seed(0)
+    inputs = torch.rand(batch, in_chans, size, size)
+    if sample is not None and len(sample):
+        inputs = torch.cat([inputs, sample[:8].float()])
+    ours = embedder(inputs).float()
+    theirs = load_onnx_model(path).embedder(inputs)
+    cosine = torch.nn.functional.cosine_similarity(ours, theirs, dim=1)
+    return float(cosine.min())
