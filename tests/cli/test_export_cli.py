@@ -204,7 +204,7 @@ def test_missing_onnxruntime_says_how_to_install_it(exported, tmp_path, monkeypa
 
 
 def test_export_refuses_to_overwrite_and_checks_its_options(exported, tmp_path):
-    root, ckpt, images, _ = exported
+    root, ckpt, _, _ = exported
     existing = root / "model.onnx"
     before = existing.read_bytes()
     r = invoke("export", "--checkpoint", ckpt, "--out", existing)

@@ -191,7 +191,7 @@ class OnnxEmbedder(nn.Module):
             )
         batch = np.ascontiguousarray(images.detach().to("cpu", torch.float32).numpy())
         (out,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
-        return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(images.device)
+        return torch.from_numpy(np.array(out, dtype=np.float32)).to(images.device)  # a writable copy
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         raise ValueError(
