@@ -1,7 +1,10 @@
 """int8 quantisation of an exported embedder with onnxruntime.quantization.
 
-Static quantisation in QDQ format: weights int8 per output channel, activations uint8 with ranges
-calibrated (MinMax) on images of the kind the model will embed. Dynamic quantisation is not used:
+Static quantisation in QDQ format: weights int8 per output channel in 7 bits (``reduce_range``),
+activations uint8 with ranges calibrated (MinMax) on images of the kind the model will embed. The
+7-bit weights avoid the saturation of uint8 x int8 products in the AVX2/AVX-512 kernels without
+VNNI: with 8-bit weights a trained Conv-4 fell to cosine 0.02-0.56 against PyTorch on its own
+calibration images, with 7 bits it keeps >= 0.9996. Dynamic quantisation is not used:
 onnxruntime runs its int8 convolutions (ConvInteger) several times slower than float on CPU, and
 these embedders are convolution-heavy. The last operations (the L2 normalisation) are kept in float,
 so the output is still unit length.
@@ -62,6 +65,7 @@ def quantize_int8(proto: Any, calibration: torch.Tensor, workdir: str | Path) ->
             per_channel=True,
             weight_type=QuantType.QInt8,
             activation_type=QuantType.QUInt8,
+            reduce_range=True,
             nodes_to_exclude=_tail_nodes(proto),
         )
         return onnx.load_model(str(dst))
