@@ -244,3 +244,31 @@ def test_int8_export_is_its_own_model(exported, tmp_path):
     assert r.exit_code == 0, r.output
     results = _search(own, sorted(images.rglob("*.png")))
     assert all(x["neighbours"][0]["path"] == x["query"] for x in results)
+
+
+def test_the_service_embeds_with_the_onnx_export(exported):
+    """`serve --onnx`: the app (through TestClient) answers as with the checkpoint; the command refuses
+    another model's export before it listens."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from lookalike.gallery.matcher import Matcher
+    from lookalike.service import ServiceSettings, create_app
+
+    root, ckpt, images, gallery = exported
+    query = images / "c2" / "1.png"
+    settings = ServiceSettings(gallery=str(gallery), onnx=root / "model.onnx")
+    with TestClient(create_app(settings)) as client:
+        health = client.get("/health").json()
+        body = client.post(
+            "/search", files={"image": (query.name, query.read_bytes(), "image/png")}, data={"k": "3"}
+        )
+    assert body.status_code == 200, body.text
+    with Matcher.open(gallery, checkpoint=ckpt) as matcher:
+        (reference,) = matcher.search([query], k=3)
+        assert health["model_fingerprint"] == matcher.model.fingerprint
+    assert [n["id"] for n in body.json()["neighbours"]] == [n.id for n in reference.neighbours]
+    r = invoke("serve", "--gallery", gallery, "--onnx", root / "other.onnx", "--port", 1)
+    assert r.exit_code == 1 and "built with another model" in r.output
+    with pytest.raises(ValueError, match="give one of checkpoint, backbone or onnx"):
+        ServiceSettings(gallery=str(gallery), onnx=root / "model.onnx", checkpoint=ckpt)
