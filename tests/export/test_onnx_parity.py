@@ -111,3 +111,31 @@ def test_another_resolution_is_refused_by_name(pair):
     size = model.preprocessing.image_size
     with pytest.raises(ValueError, match=rf"takes \(N, 3, {size}, {size}\) images .*got \(2, 3, {size + 14}"):
         onnx_model.embedder(torch.zeros(2, 3, size + 14, size + 14))
+
+
+def _readme_snippet() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    (snippet,) = [b for b in blocks if "ort.InferenceSession" in b]
+    return snippet
+
+
+def test_the_readme_onnxruntime_snippet_embeds_like_lookalike(pair, tmp_path):
+    """The ten lines of plain onnxruntime in the README give lookalike's embedding of an image."""
+    from lookalike.embed import embed_images
+
+    _, onnx_model, frame = pair
+    snippet = _readme_snippet()
+    assert len(snippet.strip().splitlines()) <= 11  # ten lines and a blank one
+    query = frame["path"].iloc[5]  # not square: the resize and the crop both matter
+    namespace: dict = {}
+    exec(
+        snippet.replace('"model.onnx"', repr(str(onnx_model.embedder.path))).replace(
+            '"query.jpg"', repr(query)
+        ),
+        namespace,
+    )
+    theirs = torch.from_numpy(namespace["embedding"])
+    ours = embed_images(onnx_model, [Image.open(query)])
+    assert theirs.shape == ours.shape == (1, onnx_model.embed_dim)
+    assert torch.nn.functional.cosine_similarity(theirs, ours).item() >= 0.99
