@@ -77,6 +77,7 @@ def export(
         f"wrote {out}: {options.describe()}, "
         f"input (batch, {model.embedder.config.in_chans}, {size}, {size}), "
         f"{meta.embed_dim}-d L2-normalised embeddings, {meta.distance}, quantisation {meta.quantization}, "
-        f"fingerprint {meta.model_fingerprint[:12]}; cosine to PyTorch >= {result.min_cosine:.6f}",
+        f"fingerprint {meta.model_fingerprint[:12]}; cosine to PyTorch: mean {result.mean_cosine:.6f}, "
+        f"least {result.min_cosine:.6f}",
         markup=False,
     )

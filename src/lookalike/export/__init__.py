@@ -10,7 +10,7 @@ from lookalike.export.onnx_export import (
     PARITY_MIN_COSINE,
     ExportResult,
     export_onnx,
-    parity_cosine,
+    parity_cosines,
 )
 
-__all__ = ["DEFAULT_OPSET", "PARITY_MIN_COSINE", "ExportResult", "export_onnx", "parity_cosine"]
+__all__ = ["DEFAULT_OPSET", "PARITY_MIN_COSINE", "ExportResult", "export_onnx", "parity_cosines"]

@@ -35,23 +35,25 @@ from lookalike.models.onnx_runtime import (
     require_onnxruntime,
 )
 
-__all__ = ["DEFAULT_OPSET", "PARITY_MIN_COSINE", "ExportResult", "export_onnx", "parity_cosine"]
+__all__ = ["DEFAULT_OPSET", "PARITY_MIN_COSINE", "ExportResult", "export_onnx", "parity_cosines"]
 
 DEFAULT_OPSET = 18
 #: The least cosine similarity an export must reach against PyTorch on every checked input.
 PARITY_MIN_COSINE = 0.9999
-#: For an int8 export, which approximates the float model, the least cosine accepted at export.
-INT8_MIN_COSINE = 0.9
+#: For an int8 export, which approximates the float model, the least mean cosine accepted at export
+#: (a broken quantisation gives 0.0-0.6; a working one 0.95-1.0, see BENCHMARKS.md).
+INT8_MIN_MEAN_COSINE = 0.9
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What :func:`export_onnx` wrote: the file, its metadata, and the least cosine similarity between
-    its embeddings and PyTorch's on the check inputs."""
+    """What :func:`export_onnx` wrote: the file, its metadata, and the least and the mean cosine
+    similarity between its embeddings and PyTorch's on the check inputs."""
 
     path: Path
     metadata: OnnxMetadata
     min_cosine: float
+    mean_cosine: float
 
 
 def export_onnx(
@@ -70,7 +72,7 @@ def export_onnx(
     model's), so a gallery must be built with it to be searched with it.
 
     Raises ValueError for a bad option, RuntimeError when the export does not reproduce PyTorch
-    (cosine < 0.9999 on random inputs; for int8, < 0.9 on calibration images).
+    (cosine < 0.9999 on random inputs; for int8, a mean cosine < 0.9 on calibration images).
     """
     onnx = require_onnx()
     require_onnxruntime()
@@ -100,17 +102,30 @@ def export_onnx(
             metadata = _int8_metadata(metadata, digest)
         _set_metadata(proto, metadata)
         onnx.save_model(proto, str(tmp))
-        minimum = PARITY_MIN_COSINE if quantize is None else INT8_MIN_COSINE
-        torch.manual_seed(0)
-        # int8 activations are clipped to the calibration images' ranges: checked on those images
-        inputs = torch.rand(3, in_chans, size, size) if calibration is None else calibration[:16].float()
-        cosine = parity_cosine(embedder, tmp, inputs)
-        if cosine < minimum:
+        cosine = _check(embedder, tmp, calibration, in_chans=in_chans, size=size)
+        if (cosine.min() if quantize is None else cosine.mean()) < _MINIMUM[quantize]:
+            what = "least" if quantize is None else "mean"
             raise RuntimeError(
-                f"the ONNX export of {model.source} gives embeddings with cosine {cosine:.6f} to PyTorch's "
-                f"(at least {minimum} expected); nothing was written to {out}"
+                f"the ONNX export of {model.source} gives embeddings with a {what} cosine of "
+                f"{cosine.min() if quantize is None else cosine.mean():.6f} to PyTorch's (at least "
+                f"{_MINIMUM[quantize]} expected); nothing was written to {out}"
             )
-    return ExportResult(path=out, metadata=metadata, min_cosine=cosine)
+    return ExportResult(
+        path=out, metadata=metadata, min_cosine=float(cosine.min()), mean_cosine=float(cosine.mean())
+    )
+
+
+_MINIMUM = {None: PARITY_MIN_COSINE, "int8": INT8_MIN_MEAN_COSINE}
+
+
+def _check(
+    embedder, path: Path, calibration: torch.Tensor | None, *, in_chans: int, size: int
+) -> torch.Tensor:
+    """Cosines to PyTorch on random inputs, or for int8 (whose activations are clipped to the
+    calibration images' ranges) on up to 32 calibration images."""
+    torch.manual_seed(0)
+    inputs = torch.rand(3, in_chans, size, size) if calibration is None else calibration[:32].float()
+    return parity_cosines(embedder, path, inputs)
 
 
 def _to_onnx_proto(embedder: torch.nn.Module, *, in_chans: int, size: int, opset: int):
@@ -178,10 +193,9 @@ def _set_metadata(proto, metadata: OnnxMetadata) -> None:
 
 
 @torch.no_grad()
-def parity_cosine(embedder: torch.nn.Module, path: str | Path, inputs: torch.Tensor) -> float:
-    """The least cosine similarity, over ``inputs`` (N, C, S, S), between ``embedder``'s embeddings
-    and those of the ONNX file at ``path``."""
+def parity_cosines(embedder: torch.nn.Module, path: str | Path, inputs: torch.Tensor) -> torch.Tensor:
+    """(N,) cosine similarities, one per input of ``inputs`` (N, C, S, S), between ``embedder``'s
+    embeddings and those of the ONNX file at ``path``."""
     ours = embedder(inputs).float()
     theirs = load_onnx_model(path).embedder(inputs)
-    cosine = torch.nn.functional.cosine_similarity(ours, theirs, dim=1)
-    return float(cosine.min())
+    return torch.nn.functional.cosine_similarity(ours, theirs, dim=1)
