@@ -270,5 +270,5 @@ def test_the_service_embeds_with_the_onnx_export(exported):
     assert [n["id"] for n in body.json()["neighbours"]] == [n.id for n in reference.neighbours]
     r = invoke("serve", "--gallery", gallery, "--onnx", root / "other.onnx", "--port", 1)
     assert r.exit_code == 1 and "built with another model" in r.output
-    with pytest.raises(ValueError, match="give one of checkpoint, backbone or onnx"):
+    with pytest.raises(ValueError, match="give either onnx or checkpoint/backbone"):
         ServiceSettings(gallery=str(gallery), onnx=root / "model.onnx", checkpoint=ckpt)

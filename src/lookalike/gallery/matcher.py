@@ -244,8 +244,10 @@ class Matcher:
         from lookalike.gallery import GalleryError, open_gallery
         from lookalike.models.inference import load_inference_model
 
-        if sum(x is not None for x in (checkpoint, backbone, onnx)) > 1:
-            raise ValueError("give one of checkpoint, backbone or onnx, not several")
+        if checkpoint is not None and backbone is not None:
+            raise ValueError("give either checkpoint or backbone, not both")
+        if onnx is not None and (checkpoint is not None or backbone is not None):
+            raise ValueError("onnx chooses the model too: give either onnx or checkpoint/backbone, not both")
         if str(device) == "auto":
             import torch
 

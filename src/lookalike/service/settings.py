@@ -62,8 +62,10 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> ServiceSettings:
-        if sum(x is not None for x in (self.checkpoint, self.backbone, self.onnx)) > 1:
-            raise ValueError("give one of checkpoint, backbone or onnx, not several")
+        if self.checkpoint is not None and self.backbone is not None:
+            raise ValueError("give either checkpoint or backbone, not both")
+        if self.onnx is not None and (self.checkpoint is not None or self.backbone is not None):
+            raise ValueError("onnx chooses the model too: give either onnx or checkpoint/backbone, not both")
         if self.weights is not None and self.backbone is None:
             raise ValueError("weights is for a backbone: give backbone too (or a checkpoint instead)")
         if self.k > self.max_k:
