@@ -10,8 +10,13 @@ p50/p99 latency, failed requests, forward passes and images per pass (from /metr
 - batched: ``--batch-window-ms`` (default 5) and ``--max-batch-size`` (default 32);
 - one at a time: ``--max-batch-size 1`` (each request its own forward pass, queued).
 
+With ``--onnx`` the gallery's checkpoint is also exported (``lookalike export``) and both modes run a
+second time with ``serve --onnx FILE`` (onnxruntime instead of eager PyTorch), alternated with the
+PyTorch servers in every round; the requests/s and CPU time of onnxruntime over PyTorch are printed.
+
     .venv/bin/python benchmarks/bench_service.py                       # MobileNetV2 @ 224, 200 requests
     .venv/bin/python benchmarks/bench_service.py --backbone convnet4 --image-size 64
+    .venv/bin/python benchmarks/bench_service.py --onnx --requests 96 --rounds 3
 """
 
 from __future__ import annotations
@@ -65,6 +70,27 @@ def build_gallery(root: Path, *, backbone: str, image_size: int, items: int) -> 
     with Matcher(create_gallery(gallery, header), model) as matcher:
         matcher.add(gallery_images, labels)
     return gallery, queries
+
+
+def export_model(root: Path) -> Path:
+    """The gallery's checkpoint exported to ONNX (the same fingerprint: the gallery accepts it)."""
+    from lookalike.export import export_onnx
+    from lookalike.models.inference import load_inference_model
+
+    return export_onnx(load_inference_model(checkpoint=root / "model.pt"), root / "model.onnx").path
+
+
+def _onnx_summary(rounds: dict[str, list[dict]], cpu: dict[str, float]) -> None:
+    for mode in ("micro-batched", "one at a time"):
+        gains = [
+            o["requests_per_s"] / t["requests_per_s"]
+            for o, t in zip(rounds[f"{mode}, onnx"], rounds[mode], strict=True)
+        ]
+        print(
+            f"onnxruntime, {mode}: {float(np.median(gains)):.2f}x the requests/s of PyTorch (per round: "
+            f"{', '.join(f'{g:.2f}x' for g in gains)}); server CPU ms/request {cpu[f'{mode}, onnx']:.0f} "
+            f"against {cpu[mode]:.0f} ({cpu[mode] / cpu[f'{mode}, onnx']:.2f}x less work)"
+        )
 
 
 def free_port() -> int:
@@ -195,6 +221,7 @@ def main() -> None:
         "--warmup", type=int, default=8, help="Requests sent to each server before measuring."
     )
     parser.add_argument("--rounds", type=int, default=3, help="Measured rounds per mode, alternated.")
+    parser.add_argument("--onnx", action="store_true", help="Also serve the model's ONNX export.")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"omniglot-small not found at {DATA}")
@@ -219,6 +246,11 @@ def main() -> None:
             ],
             "one at a time": ["--batch-window-ms", "0", "--max-batch-size", "1"],
         }
+        if args.onnx:
+            onnx_file = export_model(root)
+            modes.update(
+                {f"{name}, onnx": [*extra, "--onnx", str(onnx_file)] for name, extra in modes.items()}
+            )
         servers = {}
         try:
             for name, extra in modes.items():  # both up at once; the idle one costs nothing
@@ -277,6 +309,8 @@ def main() -> None:
         f"{cpu['one at a time']:.0f} ms one at a time "
         f"(micro-batching does {cpu['one at a time'] / cpu['micro-batched']:.2f}x less work a request)"
     )
+    if args.onnx:
+        _onnx_summary(rounds, cpu)
     print(json.dumps({"args": vars(args), "rounds": rounds, "gains": gains}))
     failed = [r for runs in rounds.values() for r in runs if r["failed"]]
     if failed:

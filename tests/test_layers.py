@@ -43,7 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("maths", ("lookalike.knn", "lookalike.losses", "lookalike.miners", "lookalike.metrics")),
     ("inputs", ("lookalike.models", "lookalike.data", "lookalike.protocol")),
     ("configuration", ("lookalike.config",)),
-    ("inference", ("lookalike.embed", "lookalike.evaluation", "lookalike.calibration")),
+    ("inference", ("lookalike.embed", "lookalike.evaluation", "lookalike.calibration", "lookalike.export")),
     ("workflows", ("lookalike.training", "lookalike.gallery", "lookalike.tuning", "lookalike.report")),
     ("applications", ("lookalike.demo", "lookalike.service")),
     ("commands", ("lookalike.cli", "lookalike.__main__", "lookalike")),

@@ -13,7 +13,7 @@ checks all three). Lowest first:
    and conversions, the gallery's top-k)
 4. configuration: ``config`` (the typed training config, which names models, losses and miners)
 5. inference: ``embed`` (a model over images), ``evaluation`` (a split's retrieval metrics),
-   ``calibration`` (the match threshold)
+   ``calibration`` (the match threshold), ``export/`` (the ONNX embedder and int8)
 6. workflows: ``training/`` (the fit loop), ``gallery/`` (stores, search, match decision),
    ``tuning/`` (hyper-parameter studies), ``report/`` (the HTML report)
 7. applications: ``demo`` (the whole path on built-in data), ``service/`` (the HTTP service)

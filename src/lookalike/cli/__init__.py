@@ -13,6 +13,7 @@ from lookalike.cli import data as _data  # noqa: F401  (registers manifest, spli
 from lookalike.cli import demo as _demo  # noqa: F401  (registers demo)
 from lookalike.cli import embed as _embed  # noqa: F401  (registers embed)
 from lookalike.cli import evaluate as _evaluate  # noqa: F401  (registers evaluate, evaluate-embeddings)
+from lookalike.cli import export as _export  # noqa: F401  (registers export)
 from lookalike.cli import index as _index  # noqa: F401  (registers index build/add/remove/info/set-threshold)
 from lookalike.cli import models as _models  # noqa: F401  (registers backbones)
 from lookalike.cli import search as _search  # noqa: F401  (registers search)

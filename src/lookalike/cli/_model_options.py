@@ -1,6 +1,8 @@
 """The model options shared by every command that embeds images: a trained ``--checkpoint`` or, in
 transfer-learning mode, a frozen pretrained ``--backbone NAME [--weights FILE] [--image-size N]
-[--pretrained]``. Used by ``evaluate``, ``embed``, ``calibrate`` and ``index build``.
+[--pretrained]``, or an ``--onnx FILE`` from ``lookalike export`` (run by onnxruntime). Used by
+``evaluate``, ``embed``, ``calibrate``, ``index build`` and ``export`` (``--onnx``: ``embed`` and
+``index build``; ``index add``, ``search`` and ``serve`` take ``OnnxOption`` to the matcher).
 
 In a command::
 
@@ -36,6 +38,7 @@ __all__ = [
     "DeviceOption",
     "ImageSizeOption",
     "ModelOptions",
+    "OnnxOption",
     "PretrainedOption",
     "WeightsOption",
     "resolve_cli_device",
@@ -73,6 +76,14 @@ PretrainedOption = Annotated[
         "use --weights FILE).",
     ),
 ]
+OnnxOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--onnx",
+        help="Instead of --checkpoint: an ONNX model from `lookalike export`, run with onnxruntime "
+        "(needs the onnx extra: pip install 'lookalike[onnx]').",
+    ),
+]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto (cuda when available), cpu, cuda, cuda:N.")]
 
 
@@ -85,16 +96,27 @@ class ModelOptions:
     weights: Path | None = None
     image_size: int | None = None
     pretrained: bool = False
+    onnx: Path | None = None
 
     def check(self) -> None:
         """Raise ValueError, in command-line words, unless exactly one model is chosen consistently."""
-        if self.checkpoint is None and self.backbone is None:
-            raise ValueError(
-                "choose a model: --checkpoint CKPT (trained) or --backbone NAME [--weights FILE] (frozen)"
+        chosen = [
+            flag
+            for flag, value in (
+                ("--checkpoint", self.checkpoint),
+                ("--backbone", self.backbone),
+                ("--onnx", self.onnx),
             )
-        if self.checkpoint is not None and self.backbone is not None:
-            raise ValueError("--checkpoint and --backbone both choose the model; give one of them")
-        if self.checkpoint is not None:
+            if value is not None
+        ]
+        if not chosen:
+            raise ValueError(
+                "choose a model: --checkpoint CKPT (trained), --backbone NAME [--weights FILE] (frozen) "
+                "or --onnx FILE (exported)"
+            )
+        if len(chosen) > 1:
+            raise ValueError(f"{' and '.join(chosen)} each choose the model; give one of them")
+        if self.checkpoint is not None or self.onnx is not None:
             given = [
                 flag
                 for flag, value in (
@@ -105,17 +127,17 @@ class ModelOptions:
                 if value is not None
             ]
             if given:
+                what = "a checkpoint" if self.onnx is None else "an ONNX export"
                 raise ValueError(
-                    f"{', '.join(given)} go with --backbone; a checkpoint holds its own weights and "
-                    "preprocessing"
+                    f"{', '.join(given)} go with --backbone; {what} holds its own weights and preprocessing"
                 )
         if self.pretrained and self.weights is not None:
             raise ValueError("--pretrained (download) and --weights FILE both give weights; choose one")
 
     def describe(self) -> str:
         """A short human name of the model, for titles and logs."""
-        if self.checkpoint is not None:
-            return str(self.checkpoint)
+        if self.checkpoint is not None or self.onnx is not None:
+            return str(self.checkpoint if self.checkpoint is not None else self.onnx)
         weights = f" ({self.weights.name})" if self.weights is not None else ""
         weights = " (pretrained)" if self.pretrained else weights or " (random init)"
         return f"{self.backbone}{weights}"
@@ -126,6 +148,10 @@ class ModelOptions:
         from lookalike.models.inference import load_inference_model
 
         self.check()
+        if self.onnx is not None:
+            from lookalike.models.onnx_runtime import load_onnx_model
+
+            return load_onnx_model(self.onnx, device=resolve_cli_device(device))
         return load_inference_model(
             checkpoint=self.checkpoint,
             backbone=self.backbone,

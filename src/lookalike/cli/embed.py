@@ -35,6 +35,7 @@ from lookalike.cli._model_options import (
     DeviceOption,
     ImageSizeOption,
     ModelOptions,
+    OnnxOption,
     PretrainedOption,
     WeightsOption,
     resolve_cli_device,
@@ -52,6 +53,7 @@ def embed(
     weights: WeightsOption = None,
     image_size: ImageSizeOption = None,
     pretrained: PretrainedOption = False,
+    onnx: OnnxOption = None,
     manifest: Path | None = typer.Option(None, "--manifest", help="A manifest (CSV/Parquet) of the images."),
     images: Path | None = typer.Option(
         None, "--images", help="Or a folder: every image below it (recursive)."
@@ -68,7 +70,7 @@ def embed(
     from lookalike.embed import embed_frame_distributed, embeddings_frame, list_images, write_embeddings
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    options = ModelOptions(checkpoint, backbone, weights, image_size, pretrained)
+    options = ModelOptions(checkpoint, backbone, weights, image_size, pretrained, onnx)
     try:
         options.check()
         if (manifest is None) == (images is None):

@@ -14,6 +14,7 @@ from lookalike.cli._model_options import (
     CheckpointOption,
     ImageSizeOption,
     ModelOptions,
+    OnnxOption,
     PretrainedOption,
     WeightsOption,
     resolve_cli_device,
@@ -76,6 +77,7 @@ def build(
     weights: WeightsOption = None,
     image_size: ImageSizeOption = None,
     pretrained: PretrainedOption = False,
+    onnx: OnnxOption = None,
     manifest: Path | None = _MANIFEST,
     split: str | None = _SPLIT,
     role: str | None = _ROLE,
@@ -110,7 +112,7 @@ def build(
         if not overwrite and _exists(location):
             raise FileExistsError(f"{location} already exists; pass --overwrite to replace it")
         dev = resolve_cli_device(device)
-        model = ModelOptions(checkpoint, backbone, weights, image_size, pretrained).load(dev)
+        model = ModelOptions(checkpoint, backbone, weights, image_size, pretrained, onnx).load(dev)
         emb, items = _items_and_embeddings(
             model, manifest, split, role, images, embeddings, batch_size=batch_size, device=dev
         )
@@ -198,6 +200,7 @@ def add(
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Override the gallery's model."),
     backbone: str | None = typer.Option(None, "--backbone", help="Override: a frozen backbone by name."),
     weights: Path | None = typer.Option(None, "--weights", help="Weights file for --backbone."),
+    onnx: OnnxOption = None,
     device: str = _DEVICE,
     batch_size: int = _BATCH,
 ) -> None:
@@ -210,7 +213,13 @@ def add(
         _one_source(manifest, images, embeddings)
         dev = resolve_cli_device(device)
         with Matcher.open(
-            gallery, checkpoint=checkpoint, backbone=backbone, weights=weights, device=dev, writable=True
+            gallery,
+            checkpoint=checkpoint,
+            backbone=backbone,
+            weights=weights,
+            device=dev,
+            writable=True,
+            onnx=onnx,
         ) as matcher:
             emb, items = _items_and_embeddings(
                 matcher.model, manifest, split, role, images, embeddings, batch_size=batch_size, device=dev

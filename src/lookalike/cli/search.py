@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lookalike.cli._model_options import OnnxOption
 from lookalike.cli.app import app
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ def search(
     ),
     backbone: str | None = typer.Option(None, "--backbone", help="Override: a frozen backbone by name."),
     weights: Path | None = typer.Option(None, "--weights", help="Weights file for --backbone."),
+    onnx: OnnxOption = None,
     device: str = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda, cuda:N."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
 ) -> None:
@@ -58,6 +60,7 @@ def search(
                 checkpoint=checkpoint,
                 backbone=backbone,
                 weights=weights,
+                onnx=onnx,
                 device=resolve_cli_device(device),
                 batch_size=batch_size,
                 threshold=threshold,

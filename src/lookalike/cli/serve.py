@@ -8,6 +8,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from lookalike.cli._model_options import OnnxOption
 from lookalike.cli.app import app
 
 console = Console(stderr=True)
@@ -27,6 +28,7 @@ def serve(
         None, "--backbone", help="A frozen backbone instead of a checkpoint."
     ),
     weights: Path | None = typer.Option(None, "--weights", help="Local weights file for --backbone."),
+    onnx: OnnxOption = None,
     device: str = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda or cuda:N."),
     k: int = typer.Option(5, "--k", help="Neighbours returned when a request gives no k."),
     threshold: float | None = typer.Option(
@@ -42,7 +44,7 @@ def serve(
     """Serve search (POST /search), gallery edits (POST/DELETE /items, with the key in LOOKALIKE_API_KEY)
     and the web page (GET /) for GALLERY. The model and gallery load once, before listening."""
     uvicorn, service = _imports()
-    options = dict(gallery=gallery, host=host, port=port, checkpoint=checkpoint, backbone=backbone)
+    options = dict(gallery=gallery, host=host, port=port, checkpoint=checkpoint, backbone=backbone, onnx=onnx)
     options.update(weights=weights, k=k, threshold=threshold, max_upload_mb=max_upload_mb)
     settings = _settings(
         service, device, batch_window_ms=batch_window_ms, max_batch_size=max_batch_size, **options

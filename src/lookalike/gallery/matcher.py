@@ -286,10 +286,12 @@ class Matcher:
         writable: bool = False,
         batch_size: int = 64,
         threshold: float | None = None,
+        onnx: str | Path | None = None,
     ) -> Matcher:
         """Open the gallery at ``gallery`` (a folder, ``milvus-lite:PATH.db``, ``milvus://...``)
-        with its model: ``checkpoint`` or ``backbone`` [+ ``weights``] when given, else the one
-        its header names (``model_source``; a backbone's weights file is not recorded, give it).
+        with its model: ``checkpoint``, ``backbone`` [+ ``weights``] or ``onnx`` (a ``lookalike
+        export`` file, run by onnxruntime) when given, else the one its header names
+        (``model_source``; a backbone's weights file is not recorded, give it).
         ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``writable`` takes the writer lock
         (for :meth:`add` / :meth:`remove`)."""
         from lookalike.gallery import GalleryError, open_gallery
@@ -297,29 +299,35 @@ class Matcher:
 
         if checkpoint is not None and backbone is not None:
             raise ValueError("give either checkpoint or backbone, not both")
+        if onnx is not None and (checkpoint is not None or backbone is not None):
+            raise ValueError("onnx chooses the model too: give either onnx or checkpoint/backbone, not both")
         from lookalike.devices import resolve_device
 
         device = resolve_device(device)
         store = open_gallery(gallery, writable=writable)
         try:
-            from_header = checkpoint is None and backbone is None
+            from_header = checkpoint is None and backbone is None and onnx is None
             if from_header:
-                checkpoint, backbone = _model_from_source(store.header.model_source, gallery)
+                checkpoint, backbone, onnx = _model_from_source(store.header.model_source, gallery)
             image_size = None
             if backbone is not None and store.header.preprocessing:
                 image_size = store.header.preprocessing.get("image_size")
             try:
-                model = load_inference_model(
-                    checkpoint=checkpoint,
-                    backbone=backbone,
-                    weights=weights,
-                    image_size=image_size,
-                    device=device,
+                model = (
+                    _load_onnx(onnx, device)
+                    if onnx is not None
+                    else load_inference_model(
+                        checkpoint=checkpoint,
+                        backbone=backbone,
+                        weights=weights,
+                        image_size=image_size,
+                        device=device,
+                    )
                 )
             except FileNotFoundError as exc:
                 raise GalleryError(
                     f"cannot load the model of gallery {str(gallery)!r}: {exc}; give the model with "
-                    "--checkpoint CKPT (or --backbone NAME [--weights FILE])"
+                    "--checkpoint CKPT (or --backbone NAME [--weights FILE], or --onnx FILE)"
                 ) from None
             recorded = store.header.model_fingerprint
             if from_header and backbone is not None and recorded not in (None, model.fingerprint):
@@ -499,16 +507,25 @@ class Matcher:
         return "cpu" if param is None else param.device
 
 
-def _model_from_source(source: str | None, gallery: object) -> tuple[str | None, str | None]:
-    """(checkpoint, backbone) from a header's ``model_source`` ("checkpoint:PATH" / "backbone:NAME")."""
+def _load_onnx(path: str | Path, device: Any) -> InferenceModel:
+    from lookalike.models.onnx_runtime import load_onnx_model
+
+    return load_onnx_model(path, device=device)
+
+
+def _model_from_source(source: str | None, gallery: object) -> tuple[str | None, str | None, str | None]:
+    """(checkpoint, backbone, onnx) from a header's ``model_source`` ("checkpoint:PATH",
+    "backbone:NAME" or "onnx:PATH")."""
     from lookalike.gallery import GalleryError
 
     if source:
         kind, _, value = source.partition(":")
         if kind == "checkpoint" and value:
-            return value, None
+            return value, None, None
         if kind == "backbone" and value:
-            return None, value
+            return None, value, None
+        if kind == "onnx" and value:
+            return None, None, value
     raise GalleryError(
         f"gallery {str(gallery)!r} does not say which model built it (model_source={source!r}); "
         "give it with --checkpoint CKPT (or --backbone NAME [--weights FILE])"

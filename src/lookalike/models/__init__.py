@@ -26,6 +26,7 @@ from lookalike.models.embedder import Embedder, create_embedder, create_embedder
 from lookalike.models.freezing import apply_freeze, find_blocks
 from lookalike.models.heads import create_head
 from lookalike.models.inference import InferenceModel, load_inference_model
+from lookalike.models.onnx_runtime import OnnxEmbedder, load_onnx_model
 from lookalike.models.pooling import GeM, gem
 from lookalike.models.small_cnn import ConvNet4
 from lookalike.models.weights import LoadReport, load_weights, read_state_dict
@@ -39,6 +40,7 @@ __all__ = [
     "InferenceModel",
     "LoadReport",
     "ModelConfig",
+    "OnnxEmbedder",
     "Preprocessing",
     "apply_freeze",
     "create_embedder",
@@ -49,6 +51,7 @@ __all__ = [
     "list_backbones",
     "load_checkpoint",
     "load_inference_model",
+    "load_onnx_model",
     "load_weights",
     "read_state_dict",
     "resolve_backbone_name",

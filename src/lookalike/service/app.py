@@ -119,6 +119,7 @@ def open_matcher(settings: ServiceSettings) -> Matcher:
         checkpoint=settings.checkpoint,
         backbone=settings.backbone,
         weights=settings.weights,
+        onnx=settings.onnx,
         device=settings.device,
         writable=settings.writes_enabled,
         threshold=settings.threshold,

@@ -27,6 +27,7 @@ class ServiceSettings(BaseSettings):
     checkpoint: Path | None = Field(None, description="Checkpoint to embed with (default: the gallery's).")
     backbone: str | None = Field(None, description="A frozen backbone to embed with instead of a checkpoint.")
     weights: Path | None = Field(None, description="Local weights file for --backbone.")
+    onnx: Path | None = Field(None, description="An ONNX export to embed with (onnxruntime) instead.")
     device: str = Field("cpu", description="Torch device for the embedder.")
     threshold: float | None = Field(None, description="Match threshold overriding the gallery's.")
 
@@ -81,6 +82,8 @@ class ServiceSettings(BaseSettings):
     def _check(self) -> ServiceSettings:
         if self.checkpoint is not None and self.backbone is not None:
             raise ValueError("give either checkpoint or backbone, not both")
+        if self.onnx is not None and (self.checkpoint is not None or self.backbone is not None):
+            raise ValueError("onnx chooses the model too: give either onnx or checkpoint/backbone, not both")
         if self.weights is not None and self.backbone is None:
             raise ValueError("weights is for a backbone: give backbone too (or a checkpoint instead)")
         if self.k > self.max_k:
