@@ -34,10 +34,11 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from lookalike.calibration import calibrate_open_set, set_gallery_calibration
+from lookalike.calibration import calibrate_open_set
 from lookalike.embed import read_embeddings
 from lookalike.evaluation import EvalSet, gallery_size_sweep, open_set_report
 from lookalike.evaluation.open_set import Searches, open_set_classes, rates_at_threshold
+from lookalike.gallery.calibration import set_gallery_calibration
 from lookalike.metrics.identification import SCORES
 
 FPIR_BAND = (0.025, 0.09)

@@ -28,11 +28,8 @@ from lookalike.calibration.open_set import calibrate_open_set, choose_score, sco
 from lookalike.calibration.record import (
     DECISION_DEPTH,
     CalibrationRecord,
-    gallery_objects,
     header_calibration,
     read_calibration,
-    rederive_gallery_threshold,
-    set_gallery_calibration,
     write_checkpoint_calibration,
 )
 
@@ -47,13 +44,10 @@ __all__ = [
     "calibrate_open_set",
     "calibrate_split",
     "choose_score",
-    "gallery_objects",
     "header_calibration",
     "held_out_classes",
     "read_calibration",
-    "rederive_gallery_threshold",
     "score_fnir",
-    "set_gallery_calibration",
     "split_rows",
     "store_calibration",
     "summary",

@@ -17,25 +17,19 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from lookalike._io import atomic_path
-
-if TYPE_CHECKING:
-    from lookalike.gallery import GalleryStore
 
 __all__ = [
     "DECISION_DEPTH",
     "METHODS",
     "RECORD_VERSION",
     "CalibrationRecord",
-    "gallery_objects",
     "header_calibration",
     "read_calibration",
-    "rederive_gallery_threshold",
-    "set_gallery_calibration",
     "write_checkpoint_calibration",
 ]
 
@@ -179,13 +173,6 @@ def write_checkpoint_calibration(
     return Path(out)
 
 
-def gallery_objects(store: GalleryStore) -> int:
-    """How many objects (distinct labels) a gallery holds."""
-    if len(store) == 0:
-        return 0
-    return int(store.items()["label"].astype(str).nunique())
-
-
 def header_calibration(record: CalibrationRecord, n_objects: int) -> tuple[float, dict[str, Any]]:
     """``(threshold, stored dict)`` for a gallery header holding ``n_objects`` objects: the threshold
     for that size, and the record with the size it was set for (figure ``gallery_objects``)."""
@@ -193,27 +180,3 @@ def header_calibration(record: CalibrationRecord, n_objects: int) -> tuple[float
     if record.method == "object-profiles":
         record = dataclasses.replace(record, figures={**record.figures, "gallery_objects": int(n_objects)})
     return threshold, record.to_dict()
-
-
-def set_gallery_calibration(
-    store: GalleryStore, record: CalibrationRecord | None
-) -> tuple[float | None, int]:
-    """Store ``record`` in the gallery's header with the threshold for its current size (None: clear
-    both). Returns ``(threshold, objects)``; the one way a gallery's threshold is written."""
-    n = gallery_objects(store)
-    if record is None:
-        store.set_threshold(None, None)
-        return None, n
-    threshold, stored = header_calibration(record, n)
-    store.set_threshold(threshold, stored)
-    return threshold, n
-
-
-def rederive_gallery_threshold(store: GalleryStore) -> tuple[float, int] | None:
-    """After items were added or removed: set the gallery's threshold for its new size from its
-    calibration record, ``(threshold, objects)``; None when it has one threshold for every size."""
-    record = read_calibration(store.header.calibration, threshold=store.header.threshold)
-    if record is None or record.method != "object-profiles":
-        return None
-    threshold, n = set_gallery_calibration(store, record)
-    return float(threshold), n  # type: ignore[arg-type]

@@ -245,8 +245,9 @@ def remove(
 ) -> None:
     """Remove items by id or by label (an unknown id or label changes nothing); the threshold is set
     again for the gallery's new size."""
-    from lookalike.calibration import read_calibration, rederive_gallery_threshold
+    from lookalike.calibration import read_calibration
     from lookalike.gallery import open_gallery
+    from lookalike.gallery.calibration import rederive_gallery_threshold
 
     wanted = [x.strip() for text in ids for x in text.split(",") if x.strip()]
     try:
@@ -284,7 +285,7 @@ def set_threshold(
 ) -> None:
     """Set (or --clear) the gallery's match threshold: a value, or calibrated for a target FPIR (then set
     for the gallery's size, and again whenever it grows or shrinks)."""
-    from lookalike.calibration import set_gallery_calibration
+    from lookalike.gallery.calibration import set_gallery_calibration
     from lookalike.gallery.matcher import Matcher
 
     try:

@@ -313,8 +313,8 @@ def _build_gallery(
 ) -> Matcher:
     """A gallery folder of the enrolled test rows embedded with the calibrated model, built as
     ``lookalike index build`` builds one, its threshold set for its size; returns its Matcher."""
-    from lookalike.calibration import set_gallery_calibration
     from lookalike.gallery import Matcher
+    from lookalike.gallery.calibration import set_gallery_calibration
     from lookalike.gallery.indexing import build_gallery, embed_items, gallery_header
     from lookalike.models.inference import load_inference_model
 

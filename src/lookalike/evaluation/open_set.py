@@ -29,6 +29,7 @@ from lookalike.calibration.record import DECISION_DEPTH
 from lookalike.metrics.identification import (
     SCORES,
     DetCurve,
+    IdentificationRates,
     decision_scores,
     det_curve,
     identification_rates,
@@ -132,21 +133,12 @@ class FnirAtFpir:
         return {**self.__dict__, "fnir_ci95": list(self.fnir_ci95)}
 
 
-@dataclass(frozen=True)
-class RatesAtThreshold:
-    """FPIR / FNIR / wrong-match rate at a given threshold, counts summed over draws, with Wilson
-    intervals (95 %)."""
+@dataclass(frozen=True, kw_only=True)
+class RatesAtThreshold(IdentificationRates):
+    """:class:`~lookalike.metrics.identification.IdentificationRates` of one decision score, counts
+    summed over draws, with Wilson intervals (95 %)."""
 
     score: str
-    threshold: float
-    fpir: float
-    fnir: float
-    wrong_match_rate: float
-    n_mated: int
-    n_non_mated: int
-    n_false_positive: int
-    n_false_negative: int
-    n_wrong_match: int
     fpir_ci95: tuple[float, float]
     fnir_ci95: tuple[float, float]
 
@@ -345,17 +337,7 @@ def rates_at_threshold(draws: Sequence[Searches], threshold: float, score: str) 
         r = identification_rates(*scored(draw, score), threshold=t)
         totals += (r.n_mated, r.n_non_mated, r.n_false_positive, r.n_false_negative, r.n_wrong_match)
     n_m, n_n, fp, fn, wrong = (int(x) for x in totals)
+    base = IdentificationRates.from_counts(t, n_mated=n_m, n_non_mated=n_n, fp=fp, fn=fn, wrong=wrong)
     return RatesAtThreshold(
-        score=score,
-        threshold=t,
-        fpir=fp / n_n if n_n else float("nan"),
-        fnir=fn / n_m if n_m else float("nan"),
-        wrong_match_rate=wrong / n_m if n_m else float("nan"),
-        n_mated=n_m,
-        n_non_mated=n_n,
-        n_false_positive=fp,
-        n_false_negative=fn,
-        n_wrong_match=wrong,
-        fpir_ci95=wilson_interval(fp, n_n),
-        fnir_ci95=wilson_interval(fn, n_m),
+        **base.__dict__, score=score, fpir_ci95=wilson_interval(fp, n_n), fnir_ci95=wilson_interval(fn, n_m)
     )

@@ -17,7 +17,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from lookalike.calibration import CalibrationRecord
-    from lookalike.gallery import GalleryHeader, GalleryStore
+    from lookalike.gallery.store import GalleryHeader, GalleryStore
     from lookalike.models.inference import InferenceModel
 
 __all__ = [
@@ -156,7 +156,7 @@ def gallery_header(
     """The header of a gallery built with ``model``. ``calibration``: a record (its threshold for a
     gallery of ``n_objects`` objects is set; ``threshold`` must then be None) or a stored dict."""
     from lookalike.calibration import CalibrationRecord, header_calibration
-    from lookalike.gallery import GalleryHeader
+    from lookalike.gallery.store import GalleryHeader
 
     if isinstance(calibration, CalibrationRecord):
         if threshold is not None or n_objects is None:
@@ -188,8 +188,8 @@ def build_gallery(
     open. The batch is checked first; the gallery is built aside and swapped in complete, so a failure
     leaves a gallery it was to replace (``overwrite``) as it was, and removes a folder this call
     created."""
-    from lookalike.gallery import create_gallery
     from lookalike.gallery.location import gallery_folder
+    from lookalike.gallery.opening import create_gallery
 
     check_items(embeddings, items, embed_dim=header.embed_dim)
     folder = gallery_folder(location)

@@ -38,7 +38,7 @@ import numpy as np
 if TYPE_CHECKING:
     from PIL import Image
 
-    from lookalike.gallery import GalleryStore
+    from lookalike.gallery.store import GalleryStore
     from lookalike.models.inference import InferenceModel
 
 __all__ = [
@@ -233,7 +233,7 @@ class Matcher:
         batch_size: int = 64,
         threshold: float | None = None,
     ) -> None:
-        from lookalike.gallery import GalleryError, check_model
+        from lookalike.gallery.store import GalleryError, check_model
 
         header = gallery.header
         check_model(header, model.fingerprint)
@@ -294,7 +294,8 @@ class Matcher:
         (``model_source``; a backbone's weights file is not recorded, give it).
         ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ``writable`` takes the writer lock
         (for :meth:`add` / :meth:`remove`)."""
-        from lookalike.gallery import GalleryError, open_gallery
+        from lookalike.gallery.opening import open_gallery
+        from lookalike.gallery.store import GalleryError
         from lookalike.models.inference import load_inference_model
 
         if checkpoint is not None and backbone is not None:
@@ -481,7 +482,7 @@ class Matcher:
         """Set the gallery's threshold for its current size from its calibration (after items were
         added or removed): ``(threshold, objects)``, or None when the calibration has one threshold
         for every size (or there is none)."""
-        from lookalike.calibration import rederive_gallery_threshold
+        from lookalike.gallery.calibration import rederive_gallery_threshold
 
         out = rederive_gallery_threshold(self.gallery)
         if out is not None:
@@ -516,7 +517,7 @@ def _load_onnx(path: str | Path, device: Any) -> InferenceModel:
 def _model_from_source(source: str | None, gallery: object) -> tuple[str | None, str | None, str | None]:
     """(checkpoint, backbone, onnx) from a header's ``model_source`` ("checkpoint:PATH",
     "backbone:NAME" or "onnx:PATH")."""
-    from lookalike.gallery import GalleryError
+    from lookalike.gallery.store import GalleryError
 
     if source:
         kind, _, value = source.partition(":")

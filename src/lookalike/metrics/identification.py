@@ -80,6 +80,23 @@ class IdentificationRates:
     def to_dict(self) -> dict[str, float | int]:
         return dict(self.__dict__)
 
+    @classmethod
+    def from_counts(
+        cls, threshold: float, *, n_mated: int, n_non_mated: int, fp: int, fn: int, wrong: int
+    ) -> IdentificationRates:
+        """The rates from their counts (a rate over zero searches is NaN)."""
+        return cls(
+            threshold=float(threshold),
+            fpir=_rate(fp, n_non_mated),
+            fnir=_rate(fn, n_mated),
+            wrong_match_rate=_rate(wrong, n_mated),
+            n_mated=n_mated,
+            n_non_mated=n_non_mated,
+            n_false_positive=fp,
+            n_false_negative=fn,
+            n_wrong_match=wrong,
+        )
+
 
 @dataclass(frozen=True)
 class DetCurve:
@@ -200,16 +217,8 @@ def identification_rates(
     fp = int((accepted & ~mated).sum())
     fn = int((mated & ~(accepted & right)).sum())
     wrong = int((mated & accepted & ~right).sum())
-    return IdentificationRates(
-        threshold=float(threshold),
-        fpir=_rate(fp, n_non),
-        fnir=_rate(fn, n_mated),
-        wrong_match_rate=_rate(wrong, n_mated),
-        n_mated=n_mated,
-        n_non_mated=n_non,
-        n_false_positive=fp,
-        n_false_negative=fn,
-        n_wrong_match=wrong,
+    return IdentificationRates.from_counts(
+        threshold, n_mated=n_mated, n_non_mated=n_non, fp=fp, fn=fn, wrong=wrong
     )
 
 
