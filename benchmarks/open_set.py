@@ -24,6 +24,7 @@ val and test image of ``split.csv``, with ``split`` and ``label`` columns):
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
@@ -120,9 +121,8 @@ def measure(folder: Path, *, draws: int, seed: int, target: float, console: Cons
     val, test, distance = load(folder)
     record = calibrate_open_set(val.embeddings, val.labels, target_fpir=target, distance=distance, seed=seed)
     sizes = size_ladder(len(test.classes))
-    points = gallery_size_sweep(
-        test,
-        sizes,
+    sweep = functools.partial(  # the calibrated score and threshold, on any set of galleries
+        gallery_size_sweep,
         draws=draws,
         seed=seed,
         distance=distance,
@@ -132,21 +132,11 @@ def measure(folder: Path, *, draws: int, seed: int, target: float, console: Cons
         threshold_score=record.score,
         depth=record.depth,
     )
+    points = sweep(test, sizes)
     fpir = [p.at_threshold.fpir for p in points]
     # the size model on val itself, and the thresholds the test's own non-mated searches would give
     val_sizes = size_ladder(len(val.classes), steps=4)
-    on_val = gallery_size_sweep(
-        val,
-        val_sizes,
-        draws=draws,
-        seed=seed,
-        distance=distance,
-        scores=(record.score,),
-        targets=(target,),
-        threshold=record.threshold_for,
-        threshold_score=record.score,
-        depth=record.depth,
-    )
+    on_val = sweep(val, val_sizes)
     thresholds = [(p.at_threshold.threshold, p.fnir_at_fpir[0].threshold) for p in points]
     grown = np.asarray(grown_gallery(test, record, draws=draws, seed=seed, distance=distance))
     det_fnir, per_score = {}, {}
