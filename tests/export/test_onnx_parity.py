@@ -83,7 +83,7 @@ def test_every_image_embeds_alike(pair):
 
 def test_search_top1_is_the_same(pair):
     model, onnx_model, frame = pair
-    queries = frame.groupby("label").head(1).index.to_numpy()
+    queries = frame.groupby("label").head(1).index.to_numpy().copy()  # pandas hands out a read-only view
     gallery = np.setdiff1d(np.arange(len(frame)), queries)
     found = {}
     for name, m in (("torch", model), ("onnx", onnx_model)):
