@@ -32,11 +32,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from lookalike.calibration.record import DECISION_DEPTH, CalibrationRecord
 from lookalike.calibration.size_model import object_profiles, size_thresholds
+from lookalike.distances import create_distance
 from lookalike.metrics.identification import SCORES, decision_scores, fnir_at_fpir
-from lookalike.protocol import ProtocolError, check_gallery_distance, gallery_topk, split_rows, union_rows
+from lookalike.protocol import ProtocolError, check_gallery_distance, from_values, split_rows, union_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,11 +55,10 @@ TIE = 0.01
 
 
 def _distances(emb: np.ndarray, distance: str) -> np.ndarray:
-    """(N, N) gallery distances of every image to every image (the diagonal included)."""
-    d, rows = gallery_topk(emb, emb, len(emb), distance=distance)
-    out = np.empty(d.shape, dtype=np.float32)
-    np.put_along_axis(out, rows, d.astype(np.float32), axis=1)
-    return out
+    """(N, N) gallery distances of every image to every image (the diagonal included): the
+    distance matrix itself, not a top-N search sorted and scattered back."""
+    values = create_distance(check_gallery_distance(distance))(torch.as_tensor(np.asarray(emb, np.float32)))
+    return from_values(values, distance).astype(np.float32)
 
 
 def score_fnir(
