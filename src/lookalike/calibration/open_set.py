@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from lookalike.calibration.record import DECISION_DEPTH, CalibrationRecord
-from lookalike.calibration.size_model import object_profiles, size_thresholds
+from lookalike.calibration.size_model import CURVE_LEVELS, object_profiles, size_table
 from lookalike.distances import create_distance
 from lookalike.metrics.identification import SCORES, decision_scores, fnir_at_fpir
 from lookalike.protocol import ProtocolError, check_gallery_distance, from_values, split_rows, union_rows
@@ -139,7 +139,7 @@ def calibrate_open_set(
     chosen = score or choose_score(fnir)
     profiles = object_profiles(dist, labels, labels)
     n_objects = profiles.shape[1] + 1
-    table = size_thresholds(profiles, target_fpir, score=chosen, depth=depth, seed=seed)
+    table, curves = size_table(profiles, target_fpir, score=chosen, depth=depth, seed=seed)
     return CalibrationRecord(
         method="object-profiles",
         target_fpir=float(target_fpir),
@@ -155,6 +155,8 @@ def calibrate_open_set(
             "open_set_share": open_set_share,
             "seed": seed,
         },
+        non_mated=tuple(curves),
+        non_mated_levels=CURVE_LEVELS,
     )
 
 

@@ -118,7 +118,12 @@ def build(
         )
         record = _record(model, threshold, rate, calibrate_on, calibrate_split, dev)
         n_objects = int(items["label"].astype(str).nunique())
-        header = gallery_header(model, index_factory=index_factory, calibration=record, n_objects=n_objects)
+        header = gallery_header(
+            model,
+            index_factory=index_factory,
+            calibration=record,
+            gallery=(emb, items["label"].astype(str).tolist()),
+        )
         with build_gallery(location, header, emb, items, overwrite=overwrite) as gallery:
             n = len(gallery)
     except _ERRORS as exc:
