@@ -116,7 +116,7 @@ def fit(
                 barrier(dist)
 
         # ---- training is over. Steps that use the trained model before the final report go here
-        # (e.g. calibrating a match threshold on val with the best weights, checkpoints/best.pt).
+        # (e.g. calibrating the match decision of checkpoints/best.pt on val for eval.target_fpir).
         calibration = on_main(lambda: calibrate_best(c, state, console=console), dist)
         test = test_best(c, state)
         result = _result(c.history.evals() if dist.is_main else [], state, run_dir, test)
