@@ -359,6 +359,13 @@ class MilvusStore:
         rows = self._rows(ids, ["id", "label", "path", "seq", "meta"])
         return self._frame(rows)
 
+    def labels(self) -> pd.Series:
+        """Every item's label by id, in insertion order: a query of the id, label and seq fields only
+        (seq orders the rows and pages the query), never the path, metadata or vector."""
+        rows = self._rows(None, ["id", "label", "seq"])
+        index = pd.Index([str(r["id"]) for r in rows], dtype=object, name="id")
+        return pd.Series([str(r["label"]) for r in rows], index=index, name="label", dtype=object)
+
     def vectors(self, ids: Sequence[str] | None = None) -> np.ndarray:
         rows = self._rows(ids, ["id", "seq", "vector"])
         if not rows:
