@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike.gallery.decision import Neighbour, decide, decide_all
+from lookalike.gallery.decision import Neighbour, decide, decide_all, kept_ids
 from lookalike.metrics import identification
 from lookalike.metrics.identification import SCORES
 
@@ -53,7 +53,9 @@ def _one_by_one(names, distances, ids, items, threshold, *, score, k):
 def test_the_batch_answers_what_each_query_answers(score, threshold):
     distances, ids, items = _search(seed=SCORES.index(score))
     names = [f"q{i}" for i in range(len(ids))]
-    got = decide_all(names, distances, ids, items, threshold, score=score, k=3)
+    labels = {i: row["label"] for i, row in items.items()}
+    kept = {i: items[i] for i in kept_ids(ids, 3)}  # only the rows the results list
+    got = decide_all(names, distances, ids, labels, kept, threshold, score=score, k=3)
     want = _one_by_one(names, distances, ids, items, threshold, score=score, k=3)
     assert got == want  # every field: decision, label, distance, score, margin, neighbours
     decisions = {r.decision for r in got}
@@ -76,18 +78,42 @@ def test_the_batch_scores_with_one_call(monkeypatch):
         return real(labels, dist, score=score)
 
     monkeypatch.setattr(identification, "decision_scores", counted)
-    decide_all([f"q{i}" for i in range(50)], distances, ids, items, 0.5, score="znorm", k=DEPTH)
+    labels = {i: row["label"] for i, row in items.items()}
+    decide_all([f"q{i}" for i in range(50)], distances, ids, labels, items, 0.5, score="znorm", k=DEPTH)
     assert calls == [(50, DEPTH)]
 
 
 def test_the_batch_checks_its_input():
     distances, ids, items = _search(seed=0, q=8)
     distances, ids = distances[:4], ids[:4]
+    labels = {i: row["label"] for i, row in items.items()}
     with pytest.raises(ValueError, match="got 3 names for 4 searches"):
-        decide_all(["a", "b", "c"], distances, ids, items, 0.5)
+        decide_all(["a", "b", "c"], distances, ids, labels, items, 0.5)
     with pytest.raises(ValueError, match=r"ids and distances must both be \(Q, n\)"):
-        decide_all(["a"] * 4, distances[:, :2], ids, items, 0.5)
+        decide_all(["a"] * 4, distances[:, :2], ids, labels, items, 0.5)
     with pytest.raises(ValueError, match="threshold must be a finite number"):
-        decide_all(["a"] * 4, distances, ids, items, float("inf"))
+        decide_all(["a"] * 4, distances, ids, labels, items, float("inf"))
     with pytest.raises(ValueError, match="unknown decision score 'best'"):
-        decide_all(["a"] * 4, distances, ids, items, 0.5, score="best")
+        decide_all(["a"] * 4, distances, ids, labels, items, 0.5, score="best")
+
+
+def test_kept_ids_are_the_first_k_found_of_each_search():
+    _, ids, _ = _search(seed=1, q=40)
+    for k in (1, 3, DEPTH, None):
+        expected = []
+        for row in ids:  # a loop: the first k ids that are not padding, in order
+            found = [i for i in row if i is not None]
+            expected += found if k is None else found[:k]
+        assert kept_ids(ids, k) == list(dict.fromkeys(expected))
+    assert "id0" in kept_ids(np.array([[None, "id0"]], dtype=object), 1)
+    assert kept_ids(np.empty((3, 0), dtype=object), 5) == []
+
+
+@pytest.mark.parametrize("k", [0, -1, 1.5, True])
+def test_k_must_keep_at_least_one_neighbour(k):
+    distances, ids, items = _search(seed=0, q=8)
+    labels = {i: row["label"] for i, row in items.items()}
+    with pytest.raises(ValueError, match="must be a positive integer or None"):
+        decide_all(["q"] * 8, distances, ids, labels, items, 0.5, k=k)
+    with pytest.raises(ValueError, match="must be a positive integer or None"):
+        decide("q", [], 0.5, k=k)

@@ -270,7 +270,7 @@ def _decided_one_by_one(m: Matcher, emb: np.ndarray, k: int) -> list:
 
 
 @pytest.mark.parametrize("score", ["nearest", "ratio", "znorm"])
-def test_a_batch_is_decided_as_each_query_alone(matcher, setup, score):
+def test_a_batch_is_decided_as_each_query_alone(matcher, setup, score, monkeypatch):
     """Fewer items than the decision depth (every row shorter than depth), then one label left (every
     neighbour of every row has the same label)."""
     _, _, paths, _ = setup
@@ -279,9 +279,14 @@ def test_a_batch_is_decided_as_each_query_alone(matcher, setup, score):
     m = Matcher(matcher.gallery, matcher.model)
     assert (m.score, m.depth) == (score, 1 if score == "nearest" else 32) and len(m.gallery) == 8
     emb = m.embed([Image.open(p) for p in paths])
+    read, items = [], m.gallery.items
+    monkeypatch.setattr(m.gallery, "items", lambda ids=None: read.append(ids) or items(ids))
     got = m.search_embeddings(emb, k=3)
+    monkeypatch.undo()
     assert got == _decided_one_by_one(m, emb, 3)
     assert {len(r.neighbours) for r in got} == {3} and {r.score_name for r in got} == {score}
+    # one read of item rows, of the neighbours listed only (the deeper ones: their labels alone)
+    assert len(read) == 1 and set(read[0]) == {n.id for r in got for n in r.neighbours}
     m.remove([f"item{i}" for i in (3, 4, 6, 7, 9, 10)])  # class0 (items 0, 1) is left
     got = m.search_embeddings(emb, k=3)
     assert got == _decided_one_by_one(m, emb, 3)

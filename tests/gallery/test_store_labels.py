@@ -137,3 +137,26 @@ def test_labels_in_a_new_process(location, unit):
     assert seen["changed"] == {"pairs": after, "name": "id", "types": ["str"]}
     with open_gallery(loc) as store:  # and this process reads what the child wrote
         _check(store, [tuple(p) for p in after])
+
+
+def test_labels_of_some_ids(location, unit, backend, monkeypatch):
+    with create_gallery(location("g"), GalleryHeader(embed_dim=D)) as store:
+        store.add(unit(6, D, seed=0), _batch("i", ["a", "b", "c", "a", "b", "c"], note=list("uvwxyz")))
+        got = store.labels(["i4", "i0", "i4", "i5"])  # the order asked, repeats kept
+        assert list(got.items()) == [("i4", "b"), ("i0", "a"), ("i4", "b"), ("i5", "c")]
+        assert got.index.name == "id" and got.name == "label"
+        assert len(store.labels([])) == 0
+        with pytest.raises(KeyError, match="unknown id 'nope'"):
+            store.labels(["i1", "nope"])
+        with pytest.raises(TypeError, match="not one string"):
+            store.labels("i1")
+        store.remove(["i0"])
+        with pytest.raises(KeyError, match="unknown id 'i0'"):
+            store.labels(["i0"])
+        if backend == "faiss":
+            return
+        asked: list[dict] = []
+        query = store._client.query
+        monkeypatch.setattr(store._client, "query", lambda c, **kw: asked.append(kw) or query(c, **kw))
+        assert store.labels(["i3", "i1"]).tolist() == ["a", "b"]
+    assert [a["output_fields"] for a in asked] == [["id", "label"]]

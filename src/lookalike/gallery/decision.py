@@ -32,6 +32,7 @@ __all__ = [
     "decide",
     "decide_all",
     "error_result",
+    "kept_ids",
     "neighbour",
 ]
 
@@ -114,18 +115,20 @@ def decide(
 
     neighbours = list(neighbours)
     t = _check_threshold(threshold)
+    _check_kept(k)
     if not neighbours:
-        return _result(query, [], math.inf, t, score=score, k=k)
+        return _result(query, [], math.inf, t, score=score)
     labels = np.asarray([[n.label for n in neighbours]], dtype=object)
     distances = np.asarray([[n.distance for n in neighbours]], dtype=np.float64)
     value = float(decision_scores(labels, distances, score=score)[0])
-    return _result(query, neighbours, value, t, score=score, k=k)
+    return _result(query, neighbours if k is None else neighbours[:k], value, t, score=score)
 
 
 def decide_all(
     names: Sequence[str],
     distances: np.ndarray,
     ids: np.ndarray,
+    labels: Mapping[str, str],
     rows: Mapping[str, Mapping[str, Any]],
     threshold: float | None,
     *,
@@ -134,24 +137,35 @@ def decide_all(
 ) -> list[SearchResult]:
     """One result per query of a batched search: ``distances`` and ``ids`` (Q, n) as a store's
     ``search`` returns them (nearest first; an id of None is padding: an approximate index found
-    fewer), ``rows`` the found items' rows by id (label, path, metadata). The decision scores of the
-    whole batch come from one :func:`~lookalike.metrics.identification.decision_scores` call; each
-    result is the one :func:`decide` gives for that query's neighbours."""
+    fewer), ``labels`` the label of every id found, ``rows`` the item rows (label, path, metadata)
+    of the neighbours the results keep (:func:`kept_ids`: the first ``k`` of each search). The
+    decision scores of the whole batch come from one
+    :func:`~lookalike.metrics.identification.decision_scores` call; each result is the one
+    :func:`decide` gives for that query's neighbours."""
     from lookalike.metrics.identification import decision_scores
 
     t = _check_threshold(threshold)
+    _check_kept(k)
     ids, dist = _padding_last(np.asarray(ids, dtype=object), np.asarray(distances, dtype=np.float64))
     if len(names) != len(ids):
         raise ValueError(f"got {len(names)} names for {len(ids)} searches")
-    found = [_neighbours(row_ids, row_dist, rows) for row_ids, row_dist in zip(ids, dist, strict=True)]
-    labels = np.full(ids.shape, None, dtype=object)
-    for q, row in enumerate(found):
-        labels[q, : len(row)] = [n.label for n in row]
-    values = decision_scores(labels, dist, score=score)
+    found = np.not_equal(ids, None)
+    label_of = np.full(ids.shape, None, dtype=object)
+    label_of[found] = [str(labels[str(i)]) for i in ids[found]]
+    values = decision_scores(label_of, dist, score=score)
+    kept = ids.shape[1] if k is None else k
     return [
-        _result(str(name), row, float(value), t, score=score, k=k)
-        for name, row, value in zip(names, found, values, strict=True)
+        _result(str(name), _neighbours(ids[q, :kept], dist[q, :kept], rows), float(values[q]), t, score=score)
+        for q, name in enumerate(names)
     ]
+
+
+def kept_ids(ids: np.ndarray, k: int | None) -> list[str]:
+    """The distinct ids of the neighbours that :func:`decide_all`'s results keep: the first ``k`` found
+    (all when None) of each search in (Q, n) ``ids``, padding (None) left out."""
+    ids = _padding_last(np.asarray(ids, dtype=object))[0]
+    kept = ids[:, :k] if k is not None else ids
+    return list(dict.fromkeys(str(i) for i in kept.reshape(-1) if i is not None))
 
 
 def _neighbours(
@@ -165,10 +179,11 @@ def _neighbours(
     ]
 
 
-def _padding_last(ids: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(Q, n) ids and distances with each row's padding (id None) moved after its neighbours, whose
-    order is kept: :mod:`lookalike.metrics.identification` reads a row's neighbours from its start
-    (its label array gets None there, the padding it knows)."""
+def _padding_last(ids: np.ndarray, distances: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(Q, n) ids and distances (zeros when None) with each row's padding (id None) moved after its
+    neighbours, whose order is kept: :mod:`lookalike.metrics.identification` reads a row's neighbours
+    from its start (its label array gets None there, the padding it knows)."""
+    distances = np.zeros(ids.shape) if distances is None else distances
     if ids.ndim != 2 or ids.shape != distances.shape:
         raise ValueError(
             f"ids and distances must both be (Q, n), got shapes {ids.shape} and {distances.shape}"
@@ -181,15 +196,13 @@ def _padding_last(ids: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, n
     return ids, np.take_along_axis(distances, order, axis=1)
 
 
-def _result(
-    query: str, neighbours: list[Neighbour], value: float, t: float | None, *, score: str, k: int | None
-) -> SearchResult:
-    """The record of one decision: score ``value`` from ``neighbours`` against threshold ``t``."""
-    if not neighbours:  # empty gallery: nothing is known
+def _result(query: str, kept: list[Neighbour], value: float, t: float | None, *, score: str) -> SearchResult:
+    """The record of one decision: score ``value`` against threshold ``t``; ``kept``: the neighbours
+    the result lists (the nearest first; empty when the search found none)."""
+    if not kept:  # empty gallery: nothing is known
         decision = "no threshold" if t is None else "no match"
         return SearchResult(query, [], decision, None, None, t, None, score_name=score)
-    nearest = neighbours[0]
-    kept = neighbours if k is None else neighbours[:k]
+    nearest = kept[0]
     d1 = float(nearest.distance)
     common = {"score": value, "score_name": score}
     if t is None:
@@ -216,6 +229,11 @@ def _check_threshold(threshold: float | None) -> float | None:
     if threshold is not None and not math.isfinite(float(threshold)):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     return _opt_float(threshold)
+
+
+def _check_kept(k: int | None) -> None:
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1):
+        raise ValueError(f"k (the neighbours a result keeps) must be a positive integer or None, got {k!r}")
 
 
 def _opt_float(x: float | None) -> float | None:

@@ -428,12 +428,15 @@ class FaissFolderStore:
         rows = snap.items if ids is None else snap.items.iloc[snap.rows(ids, self.folder)]
         return rows.drop(columns=FID).reset_index(drop=True)
 
-    def labels(self) -> pd.Series:
-        """Every item's label by id, in insertion order: the label column of the in-memory table (copied,
-        so that changing the result leaves the gallery alone), no path or metadata."""
+    def labels(self, ids: Sequence[str] | None = None) -> pd.Series:
+        """Labels by id: the label column of the in-memory table (copied, so that changing the result
+        leaves the gallery alone), no path or metadata."""
         snap = self._snap
-        values = snap.items["label"].to_numpy(dtype=object, copy=True)
-        return pd.Series(values, index=snap.positions.rename("id"), name="label", dtype=object)
+        column = snap.items["label"].to_numpy(dtype=object)
+        if ids is None:
+            return pd.Series(column.copy(), index=snap.positions.rename("id"), name="label", dtype=object)
+        rows = snap.rows(ids, self.folder)
+        return pd.Series(column[rows], index=pd.Index(snap.ids[rows], name="id"), name="label", dtype=object)
 
     def vectors(self, ids: Sequence[str] | None = None) -> np.ndarray:
         snap = self._snap

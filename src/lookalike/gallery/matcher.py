@@ -16,7 +16,8 @@ z-norm), the one the gallery's calibration chose (the nearest distance when it h
 One search per query: the gallery is asked for ``max(k, depth)`` items, ``depth`` being the
 calibration's (:data:`lookalike.calibration.record.DECISION_DEPTH`, 32), and the score is computed
 from them (for a batch of queries: one store search and one score computation); the first k are
-returned. The threshold is the gallery's, set for its size when it was
+returned, and only their item rows (path, metadata) are read: the deeper neighbours' labels come
+from the store's labels-only read. The threshold is the gallery's, set for its size when it was
 built or last changed; a gallery outside the size range its calibration covers warns
 (:class:`CalibrationRangeWarning`) when the matcher opens it.
 
@@ -36,7 +37,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lookalike.gallery.decision import DECISIONS, Neighbour, SearchResult, decide, decide_all, error_result
+from lookalike.gallery.decision import (
+    DECISIONS,
+    Neighbour,
+    SearchResult,
+    decide,
+    decide_all,
+    error_result,
+    kept_ids,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -312,8 +321,9 @@ class Matcher:
         if len(emb) == 0:
             return []
         distances, ids = self.gallery.search(np.ascontiguousarray(emb), max(k, self.depth))
-        rows = _neighbour_rows(self.gallery, ids)
-        return decide_all(names, distances, ids, rows, self.threshold, score=self.score, k=k)
+        rows = _item_rows(self.gallery, kept_ids(ids, k))
+        labels = _labels(self.gallery, ids, rows)
+        return decide_all(names, distances, ids, labels, rows, self.threshold, score=self.score, k=k)
 
     def add(
         self,
@@ -424,13 +434,21 @@ def _model_from_source(source: str | None, gallery: object) -> tuple[str | None,
     )
 
 
-def _neighbour_rows(gallery: GalleryStore, ids: np.ndarray) -> dict[str, dict[str, Any]]:
-    """id -> item row (label, path, metadata) for every id found (None: padding), one ``items`` call."""
-    unique = list(dict.fromkeys(str(x) for x in np.asarray(ids).reshape(-1) if x is not None))
-    if not unique:
+def _item_rows(gallery: GalleryStore, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """id -> item row (label, path, metadata) of the neighbours the results list, one ``items`` call."""
+    if not ids:
         return {}
-    frame = gallery.items(unique)
-    return {str(row["id"]): row for row in frame.to_dict(orient="records")}
+    return {str(row["id"]): row for row in gallery.items(ids).to_dict(orient="records")}
+
+
+def _labels(gallery: GalleryStore, ids: np.ndarray, rows: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """id -> label of every neighbour found (None in ``ids``: padding): from ``rows`` where read, the
+    others (the decision's depth beyond k) by one labels-only read."""
+    labels = {item_id: str(row["label"]) for item_id, row in rows.items()}
+    rest = [i for i in dict.fromkeys(str(x) for x in ids.reshape(-1) if x is not None) if i not in labels]
+    if rest:
+        labels.update(gallery.labels(rest).items())
+    return labels
 
 
 def _names(images: Sequence[Any], names: Sequence[str] | None) -> list[str]:

@@ -139,9 +139,10 @@ class GalleryStore(Protocol):
         """Rows in the order of ``ids`` (all, in insertion order, when None): id, label, path, + metadata."""
         ...
 
-    def labels(self) -> pd.Series:
-        """Every item's label (str) indexed by its id (str), in insertion order (the order of
-        ``items()`` and ``vectors()``): the labels-only read, which reads no path or metadata."""
+    def labels(self, ids: Sequence[str] | None = None) -> pd.Series:
+        """Labels (str) indexed by id (str), in the order of ``ids`` (all, in insertion order, the order
+        of ``items()`` and ``vectors()``, when None): the labels-only read, which reads no path or
+        metadata. An unknown id raises KeyError naming it."""
         ...
 
     def vectors(self, ids: Sequence[str] | None = None) -> np.ndarray:
