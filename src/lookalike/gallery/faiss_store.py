@@ -429,12 +429,12 @@ class FaissFolderStore:
         return rows.drop(columns=FID).reset_index(drop=True)
 
     def labels(self, ids: Sequence[str] | None = None) -> pd.Series:
-        """Labels by id: the label column of the in-memory table (copied, so that changing the result
-        leaves the gallery alone), no path or metadata."""
+        """Labels by id: the label column of the in-memory table, no path or metadata (all: the column
+        itself, which pandas copies when the result is changed, so the gallery stays as it is)."""
         snap = self._snap
-        column = snap.items["label"].to_numpy(dtype=object)
         if ids is None:
-            return pd.Series(column.copy(), index=snap.positions.rename("id"), name="label", dtype=object)
+            return snap.items["label"].set_axis(snap.positions.rename("id"))
+        column = snap.items["label"].to_numpy(dtype=object)
         rows = snap.rows(ids, self.folder)
         return pd.Series(column[rows], index=pd.Index(snap.ids[rows], name="id"), name="label", dtype=object)
 
