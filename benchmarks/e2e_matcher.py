@@ -12,12 +12,14 @@
    without itself): 20x the queries of (3), so a much smaller sampling error on the same model and
    threshold.
 
-The threshold is the checkpoint's calibrated one (training or `lookalike calibrate` stored it), or,
-with ``--calibrate``, one calibrated here on the val split with :func:`lookalike.calibration.calibrate_split`.
+The threshold is the checkpoint's calibrated one (training or `lookalike calibrate` stored it; a
+checkpoint calibrated for a target FPIR gives the threshold for its calibration's own number of
+objects, one calibrated by an older lookalike for a FAR its one threshold); the bound is computed
+from the stored target (``target_fpir``, or an older record's ``target_far``).
 
 Usage:
   python benchmarks/e2e_matcher.py --checkpoint runs/omniglot/calibrated.pt \\
-      --manifest runs/omniglot/split.csv [--split test] [--repeats 200] [--calibrate --target-far 0.01]
+      --manifest runs/omniglot/split.csv [--split test] [--repeats 200]
 """
 
 from __future__ import annotations
@@ -85,8 +87,6 @@ def main() -> None:
     parser.add_argument("--manifest", required=True, help="split manifest (the run folder's split.csv)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--calibrate", action="store_true", help="calibrate on the val split here")
-    parser.add_argument("--target-far", type=float, default=0.01)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
 
@@ -100,20 +100,13 @@ def main() -> None:
     t0 = time.perf_counter()
     model = load_inference_model(checkpoint=args.checkpoint)
     frame = read_manifest(args.manifest)
-    if args.calibrate:
-        from lookalike.calibration import calibrate_split
-
-        cal = calibrate_split(model, frame, split="val", target_far=args.target_far)
-        threshold, figures, how = (
-            cal.threshold.value,
-            cal.to_dict(),
-            "calibrated here on val (calibrate_split)",
+    if model.threshold is None:
+        raise SystemExit(
+            "the checkpoint has no calibrated threshold: calibrate it first "
+            "(lookalike calibrate --checkpoint CKPT --manifest SPLIT.csv --target-fpir 0.05)"
         )
-    elif model.threshold is not None:
-        threshold, figures, how = model.threshold.value, model.calibration or {}, "stored in the checkpoint"
-    else:
-        raise SystemExit("the checkpoint has no calibrated threshold: pass --calibrate")
-    target_far = float(figures.get("target_far") or args.target_far)
+    threshold, figures, how = model.threshold.value, model.calibration or {}, "stored in the checkpoint"
+    target_far = float(figures.get("target_fpir") or figures["target_far"])
 
     queries, gallery_rows = split_frames(frame, args.split)
     rows = frame[frame["split"] == args.split]

@@ -139,3 +139,53 @@ def test_the_default_recipe_is_multi_similarity_without_a_miner():
     assert isinstance(create_loss(cfg.loss.name, **cfg.loss.kwargs()), MultiSimilarityLoss)
     # naming a loss alone does not bring back the old miner: triplet then sees every valid triplet
     assert validate_config({"data": {"root": "images"}, "loss": {"name": "triplet"}}).miner.name is None
+
+
+def test_target_fpir_defaults_to_five_percent_and_must_be_a_rate(tmp_path):
+    assert validate_config(BASE).eval.target_fpir == 0.05
+    assert validate_config({**BASE, "eval": {"target_fpir": None}}).eval.target_fpir is None
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ConfigError, match=rf"eval.target_fpir: .*(greater|less) than.*\(got {bad}\)"):
+            validate_config({**BASE, "eval": {"target_fpir": bad}})
+
+
+def test_target_far_is_a_deprecated_alias_of_target_fpir_that_says_so(tmp_path):
+    from lookalike.config import ConfigDeprecationWarning
+
+    with pytest.warns(ConfigDeprecationWarning) as caught:
+        cfg = load_config(_write(tmp_path, {**BASE, "eval": {"target_far": 0.02}}))
+    (warning,) = caught
+    message = str(warning.message)
+    assert "eval.target_far is a deprecated alias of eval.target_fpir" in message
+    assert "write eval.target_fpir" in message
+    assert cfg.eval.target_fpir == 0.02 and "target_far" not in cfg.eval.model_dump()
+    saved = yaml.safe_load(save_config(cfg, tmp_path / "saved.yaml").read_text())
+    assert saved["eval"]["target_fpir"] == 0.02 and "target_far" not in saved["eval"]
+    with pytest.warns(ConfigDeprecationWarning):  # --set takes the old key too; null still turns it off
+        assert load_config(_write(tmp_path, BASE), ["eval.target_far=null"]).eval.target_fpir is None
+    with pytest.warns(ConfigDeprecationWarning), pytest.raises(ConfigError, match=r"less than 1"):
+        validate_config({**BASE, "eval": {"target_far": 2.0}})  # the alias is checked as a rate too
+
+
+def test_target_far_and_target_fpir_together_is_an_error(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # refused before any deprecation warning
+        with pytest.raises(
+            ConfigError, match=r"give eval.target_fpir or its deprecated alias eval.target_far, not both"
+        ):
+            validate_config({**BASE, "eval": {"target_fpir": 0.05, "target_far": 0.01}})
+
+
+def test_the_shipped_configs_use_target_fpir_without_warnings():
+    import warnings
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(configs) >= 4
+    for path in configs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            cfg = load_config(path)
+        assert "target_far" not in path.read_text() and 0.0 < cfg.eval.target_fpir < 1.0

@@ -13,6 +13,7 @@ signature when the config is loaded; ``distance`` takes a name from
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from lookalike.models import ModelConfig
 
 __all__ = [
     "AugmentConfig",
+    "ConfigDeprecationWarning",
     "ConfigError",
     "DataConfig",
     "EvalConfig",
@@ -47,6 +49,18 @@ BATCH_LOSSES = frozenset({"arcface", "range"})
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message says which key and what would be right."""
+
+
+class ConfigDeprecationWarning(FutureWarning):
+    """A config key that is still read but has a new name; the message names both."""
+
+
+#: What ``eval.target_far`` says when a config uses it.
+TARGET_FAR_ALIAS = (
+    "eval.target_far is a deprecated alias of eval.target_fpir: the training step calibrates the match "
+    "decision for the false positive identification rate (searches for objects not in the gallery "
+    "answered 'match'), and the value is used as eval.target_fpir; write eval.target_fpir"
+)
 
 
 class _Strict(BaseModel):
@@ -291,13 +305,31 @@ class EvalConfig(_Strict):
     patience: int | None = Field(
         None, ge=1, description="Stop after this many evaluations without improvement."
     )
-    target_far: float | None = Field(
-        0.01,
+    target_fpir: float | None = Field(
+        0.05,
         gt=0.0,
         lt=1.0,
-        description="At the end, calibrate best.pt's match threshold on val for this false accept rate "
-        "(open set included; see `lookalike calibrate`); null turns it off.",
+        description="At the end, calibrate best.pt's match decision on val for this FPIR (the share of "
+        "searches for objects not in the gallery answered 'match'): the decision score and a threshold "
+        "for every gallery size, as `lookalike calibrate --target-fpir` does; null turns it off. "
+        "`target_far` is a deprecated alias.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _target_far_alias(cls, data: Any) -> Any:
+        """``eval.target_far`` (the older key) is read as ``eval.target_fpir``, with a warning."""
+        if not isinstance(data, dict) or "target_far" not in data:
+            return data
+        if "target_fpir" in data:
+            raise ValueError(
+                "give eval.target_fpir or its deprecated alias eval.target_far, not both "
+                f"(got target_fpir={data['target_fpir']!r}, target_far={data['target_far']!r})"
+            )
+        warnings.warn(TARGET_FAR_ALIAS, ConfigDeprecationWarning, stacklevel=2)
+        data = dict(data)
+        data["target_fpir"] = data.pop("target_far")
+        return data
 
     @field_validator("ks")
     @classmethod

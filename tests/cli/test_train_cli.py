@@ -100,3 +100,20 @@ def test_evaluate_unknown_split_is_a_clear_error(tmp_path):
         ],
     )
     assert res.exit_code == 1 and "holdout" in res.output and "splits present" in res.output
+
+
+def test_train_says_target_far_is_an_alias_and_succeeds_when_val_cannot_calibrate(tmp_path):
+    cfg = _config(tmp_path)  # 2 val classes: too few to calibrate the match decision
+    run = tmp_path / "run"
+    args = ["train", "--config", str(cfg), "--out", str(run), "--set", "eval.target_far=0.3"]
+    res = runner.invoke(app, [*args, "--set", "train.epochs=0"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "warning: eval.target_far is a deprecated alias of eval.target_fpir" in text
+    assert "match decision not calibrated: split 'val' has 2 classes; calibration needs at least 4" in text
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["eval"]["target_fpir"] == 0.3 and "target_far" not in saved["eval"]
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    (calibration,) = [r for r in logged if r["split"] == "calibration"]
+    assert calibration["target_fpir"] == 0.3 and "at least 4 classes" in calibration["skipped"]
+    assert (run / "checkpoints" / "best.pt").exists()

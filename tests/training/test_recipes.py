@@ -314,7 +314,7 @@ def test_a_run_that_gets_worse_warns_and_one_that_does_not_stays_quiet(image_fol
     def raw(**optim):
         out = _raw(image_folder, optim={"warmup_epochs": 0, **optim}, epochs=1, steps_per_epoch=3)
         out["data"] |= {"val": 0.5, "test": 0.0}  # 5 val classes, no test split (faster)
-        out["eval"] |= {"metric": "map@r", "target_far": None}
+        out["eval"] |= {"metric": "map@r", "target_fpir": None}
         return out
 
     # a learning rate of 50 without clipping wrecks the untrained features

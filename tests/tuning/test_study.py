@@ -82,7 +82,7 @@ def test_fit_on_eval_hook_stops_the_run_cleanly(tmp_path):
             "model": {"backbone": "convnet4", "embed_dim": 8, "image_size": 20},
             "sampler": {"p": 2, "k": 2},
             "train": {"epochs": 3, "steps_per_epoch": 1},
-            "eval": {"ks": [1], "target_far": None},
+            "eval": {"ks": [1], "target_fpir": None},
         }
     )
     seen = []

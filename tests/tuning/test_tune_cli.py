@@ -82,7 +82,7 @@ def test_trials_never_see_the_test_split(tuned):
         seen = read_manifest(trial / "split.csv")
         assert set(seen["split"]) == {"train", "val"} and not test_labels & set(seen["label"]), trial
         cfg = yaml.safe_load((trial / "config.yaml").read_text())
-        assert cfg["eval"]["target_far"] is None
+        assert cfg["eval"]["target_fpir"] is None
         records = [yaml.safe_load(line) for line in (trial / "metrics.jsonl").read_text().splitlines()]
         assert {r["split"] for r in records} == {"val"}, trial
 

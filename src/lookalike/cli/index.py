@@ -330,7 +330,7 @@ def info(
         with open_gallery(gallery) as store:
             header = store.header
             n = len(store)
-            labels = int(store.items()["label"].nunique()) if n else 0
+            labels = int(store.labels().nunique()) if n else 0
             recall = index_recall(store, sample=sample, k=10) if not header.is_exact and n > 1 else None
     except _ERRORS as exc:
         raise _fail(exc) from None
@@ -457,12 +457,12 @@ def _items_and_embeddings(
 
 
 def _ids_of_labels(store: GalleryStore, labels: list[str]) -> list[str]:
-    items = store.items()
-    present = set(items["label"].astype(str))
+    by_id = store.labels()
+    present = set(by_id)
     unknown = [x for x in labels if x not in present]
     if unknown:
         raise KeyError(f"no item has label {unknown[0]!r}; the gallery has {len(present)} labels")
-    return items.loc[items["label"].astype(str).isin(labels), "id"].astype(str).tolist()
+    return by_id.index[by_id.isin(labels)].tolist()
 
 
 def _calibrate(

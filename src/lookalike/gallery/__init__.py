@@ -3,8 +3,8 @@
 What lives here: the store protocol and header (``store``), the item rules (``items``), which
 backend a location names (``location``), creating/opening (``opening``), what the backends share
 (``backend``), the two backends (``faiss_store``, ``milvus_store``), building a gallery from a
-model (``indexing``), its calibration applied to a store (``calibration``) and the matcher (search +
-match decision, ``matcher``).
+model (``indexing``), its calibration applied to a store (``calibration``), the match decision and
+its result records (``decision``) and the matcher (embed, search, decide: ``matcher``).
 """
 
 from lookalike.gallery.location import is_milvus_location

@@ -428,6 +428,16 @@ class FaissFolderStore:
         rows = snap.items if ids is None else snap.items.iloc[snap.rows(ids, self.folder)]
         return rows.drop(columns=FID).reset_index(drop=True)
 
+    def labels(self, ids: Sequence[str] | None = None) -> pd.Series:
+        """Labels by id: the label column of the in-memory table, no path or metadata (all: the column
+        itself, which pandas copies when the result is changed, so the gallery stays as it is)."""
+        snap = self._snap
+        if ids is None:
+            return snap.items["label"].set_axis(snap.positions.rename("id"))
+        column = snap.items["label"].to_numpy(dtype=object)
+        rows = snap.rows(ids, self.folder)
+        return pd.Series(column[rows], index=pd.Index(snap.ids[rows], name="id"), name="label", dtype=object)
+
     def vectors(self, ids: Sequence[str] | None = None) -> np.ndarray:
         snap = self._snap
         n, d = len(snap.ids), snap.header.embed_dim

@@ -15,12 +15,15 @@ z-norm), the one the gallery's calibration chose (the nearest distance when it h
 
 One search per query: the gallery is asked for ``max(k, depth)`` items, ``depth`` being the
 calibration's (:data:`lookalike.calibration.record.DECISION_DEPTH`, 32), and the score is computed
-from them; the first k are returned. The threshold is the gallery's, set for its size when it was
+from them (for a batch of queries: one store search and one score computation); the first k are
+returned, and only their item rows (path, metadata) are read: the deeper neighbours' labels come
+from the store's labels-only read. The threshold is the gallery's, set for its size when it was
 built or last changed; a gallery outside the size range its calibration covers warns
 (:class:`CalibrationRangeWarning`) when the matcher opens it.
 
-The pure decision is :func:`decide`; :class:`Matcher` wires a gallery store, an inference model
-and the decision together, and refuses a model other than the one the gallery was built with.
+The pure decision and the result records live in :mod:`lookalike.gallery.decision` (re-exported
+here); :class:`Matcher` wires a gallery store, an inference model and the decision together, and
+refuses a model other than the one the gallery was built with.
 """
 
 from __future__ import annotations
@@ -29,11 +32,20 @@ import io
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from lookalike.gallery.decision import (
+    DECISIONS,
+    Neighbour,
+    SearchResult,
+    decide,
+    decide_all,
+    error_result,
+    kept_ids,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -53,113 +65,9 @@ __all__ = [
     "read_query_image",
 ]
 
-DECISIONS: tuple[str, ...] = ("match", "no match", "no threshold", "error")
-
 
 class CalibrationRangeWarning(UserWarning):
     """The gallery holds more (or fewer) objects than its calibration covers."""
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    """One gallery item found for a query: its ``rank`` (1 = nearest), ``id``, ``label``, the
-    ``distance`` to the query, its source ``path`` (None when unknown) and free ``metadata``."""
-
-    rank: int
-    id: str
-    label: str
-    distance: float
-    path: str | None
-    metadata: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: plain python values, NaN as None."""
-        return {
-            "rank": int(self.rank),
-            "id": str(self.id),
-            "label": str(self.label),
-            "distance": _plain(self.distance),
-            "path": self.path,
-            "metadata": {str(k): _plain(v) for k, v in self.metadata.items()},
-        }
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """The answer for one query; see the module docstring for ``decision``.
-
-    ``distance`` is the nearest item's distance (None when there is none), ``score`` the decision
-    score (of kind ``score_name``; None without a neighbour), ``margin`` is ``threshold - score``
-    (positive: inside the threshold; None without a threshold or a neighbour), ``error`` says why a
-    query could not be answered (``decision == "error"``).
-    """
-
-    query: str
-    neighbours: list[Neighbour]
-    decision: str
-    label: str | None
-    distance: float | None
-    threshold: float | None
-    margin: float | None
-    error: str | None = None
-    score: float | None = None
-    score_name: str = "nearest"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (one JSON Lines record of ``lookalike search --json``)."""
-        return {
-            "query": self.query,
-            "decision": self.decision,
-            "label": self.label,
-            "distance": _plain(self.distance),
-            "score": _plain(self.score),
-            "score_name": self.score_name,
-            "threshold": _plain(self.threshold),
-            "margin": _plain(self.margin),
-            "error": self.error,
-            "neighbours": [n.to_dict() for n in self.neighbours],
-        }
-
-
-def decide(
-    query: str,
-    neighbours: Sequence[Neighbour],
-    threshold: float | None,
-    *,
-    score: str = "nearest",
-    k: int | None = None,
-) -> SearchResult:
-    """The match decision from ``neighbours`` (nearest first, as deep as the search went; may be
-    empty): ``score`` (a name of :data:`lookalike.metrics.identification.SCORES`) computed from them,
-    a match when it is at most ``threshold``. ``k``: how many neighbours the result keeps (all)."""
-    from lookalike.metrics.identification import decision_scores
-
-    neighbours = list(neighbours)
-    if threshold is not None and not math.isfinite(float(threshold)):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
-    t = _opt_float(threshold)
-    if not neighbours:  # empty gallery: nothing is known
-        decision = "no threshold" if threshold is None else "no match"
-        return SearchResult(query, [], decision, None, None, t, None, score_name=score)
-    labels = np.asarray([[n.label for n in neighbours]], dtype=object)
-    distances = np.asarray([[n.distance for n in neighbours]], dtype=np.float64)
-    value = float(decision_scores(labels, distances, score=score)[0])
-    nearest = neighbours[0]
-    kept = neighbours if k is None else neighbours[:k]
-    common = {"score": value, "score_name": score}
-    if t is None:
-        d1 = float(nearest.distance)
-        return SearchResult(query, kept, "no threshold", nearest.label, d1, None, None, **common)
-    if value <= t:
-        return SearchResult(
-            query, kept, "match", nearest.label, float(nearest.distance), t, t - value, **common
-        )
-    return SearchResult(query, kept, "no match", None, float(nearest.distance), t, t - value, **common)
-
-
-def error_result(query: str, error: str, threshold: float | None) -> SearchResult:
-    """The result of a query that could not be answered (unreadable image, ...)."""
-    return SearchResult(query, [], "error", None, None, _opt_float(threshold), None, error=error)
 
 
 def query_name(source: object, index: int) -> str:
@@ -413,16 +321,9 @@ class Matcher:
         if len(emb) == 0:
             return []
         distances, ids = self.gallery.search(np.ascontiguousarray(emb), max(k, self.depth))
-        found = _neighbour_rows(self.gallery, ids)
-        threshold = self.threshold
-        results = []
-        for q in range(len(emb)):
-            neighbours = [
-                _neighbour(rank + 1, str(item_id), float(distances[q, rank]), found[str(item_id)])
-                for rank, item_id in enumerate(ids[q])
-            ]
-            results.append(decide(str(names[q]), neighbours, threshold, score=self.score, k=k))
-        return results
+        rows = _item_rows(self.gallery, kept_ids(ids, k))
+        labels = _labels(self.gallery, ids, rows)
+        return decide_all(names, distances, ids, labels, rows, self.threshold, score=self.score, k=k)
 
     def add(
         self,
@@ -533,20 +434,21 @@ def _model_from_source(source: str | None, gallery: object) -> tuple[str | None,
     )
 
 
-def _neighbour_rows(gallery: GalleryStore, ids: np.ndarray) -> dict[str, dict[str, Any]]:
-    """id -> item row (label, path, metadata) for every id found, one ``items`` call."""
-    unique = list(dict.fromkeys(str(x) for x in np.asarray(ids).reshape(-1)))
-    if not unique:
+def _item_rows(gallery: GalleryStore, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """id -> item row (label, path, metadata) of the neighbours the results list, one ``items`` call."""
+    if not ids:
         return {}
-    frame = gallery.items(unique)
-    return {str(row["id"]): row for row in frame.to_dict(orient="records")}
+    return {str(row["id"]): row for row in gallery.items(ids).to_dict(orient="records")}
 
 
-def _neighbour(rank: int, item_id: str, distance: float, row: Mapping[str, Any]) -> Neighbour:
-    path = row.get("path")
-    path = None if path is None or (isinstance(path, float) and math.isnan(path)) else str(path)
-    metadata = {k: v for k, v in row.items() if k not in ("id", "label", "path")}
-    return Neighbour(rank, item_id, str(row.get("label")), distance, path, metadata)
+def _labels(gallery: GalleryStore, ids: np.ndarray, rows: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """id -> label of every neighbour found (None in ``ids``: padding): from ``rows`` where read, the
+    others (the decision's depth beyond k) by one labels-only read."""
+    labels = {item_id: str(row["label"]) for item_id, row in rows.items()}
+    rest = [i for i in dict.fromkeys(str(x) for x in ids.reshape(-1) if x is not None) if i not in labels]
+    if rest:
+        labels.update(gallery.labels(rest).items())
+    return labels
 
 
 def _names(images: Sequence[Any], names: Sequence[str] | None) -> list[str]:
@@ -560,24 +462,3 @@ def _names(images: Sequence[Any], names: Sequence[str] | None) -> list[str]:
 def _check_k(k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-
-
-def _opt_float(x: float | None) -> float | None:
-    return None if x is None else float(x)
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready python value: numpy scalars unwrapped, NaN/inf as None."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return str(value)

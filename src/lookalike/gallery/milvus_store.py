@@ -359,6 +359,13 @@ class MilvusStore:
         rows = self._rows(ids, ["id", "label", "path", "seq", "meta"])
         return self._frame(rows)
 
+    def labels(self, ids: Sequence[str] | None = None) -> pd.Series:
+        """Labels by id: queries of the id and label fields only (all: and seq, which orders the rows and
+        pages the query), never the path, metadata or vector."""
+        rows = self._rows(ids, ["id", "label"] if ids is not None else ["id", "label", "seq"])
+        index = pd.Index([str(r["id"]) for r in rows], dtype=object, name="id")
+        return pd.Series([str(r["label"]) for r in rows], index=index, name="label", dtype=object)
+
     def vectors(self, ids: Sequence[str] | None = None) -> np.ndarray:
         rows = self._rows(ids, ["id", "seq", "vector"])
         if not rows:
@@ -394,7 +401,7 @@ class MilvusStore:
             # Milvus Lite has no expression templates: JSON string literals, with the characters as they are
             expr = f"id in {json.dumps(chunk, ensure_ascii=False)} and {self._visible()}"
             for row in self._client.query(
-                self.location.collection, filter=expr, output_fields=[*fields, "id"]
+                self.location.collection, filter=expr, output_fields=list(dict.fromkeys([*fields, "id"]))
             ):
                 found[str(row["id"])] = row
         return found

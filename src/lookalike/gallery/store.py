@@ -139,6 +139,12 @@ class GalleryStore(Protocol):
         """Rows in the order of ``ids`` (all, in insertion order, when None): id, label, path, + metadata."""
         ...
 
+    def labels(self, ids: Sequence[str] | None = None) -> pd.Series:
+        """Labels (str) indexed by id (str), in the order of ``ids`` (all, in insertion order, the order
+        of ``items()`` and ``vectors()``, when None): the labels-only read, which reads no path or
+        metadata. An unknown id raises KeyError naming it."""
+        ...
+
     def vectors(self, ids: Sequence[str] | None = None) -> np.ndarray:
         """The stored (L2-normalised) embeddings, (len(ids), D) float32, in the order of ``ids``."""
         ...
@@ -196,7 +202,7 @@ def index_recall(store: GalleryStore, sample: int = 1000, k: int = 10, seed: int
     n = len(store)
     if n < 2:
         return 1.0
-    all_ids = store.items()["id"].to_numpy(dtype=object)
+    all_ids = store.labels().index.to_numpy(dtype=object)  # in the order of vectors()
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(n, size=min(int(sample), n), replace=False))
     gallery = store.vectors()

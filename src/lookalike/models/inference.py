@@ -60,8 +60,10 @@ class InferenceModel:
         preprocessing: how images are prepared for it (size, mean/std, interpolation, crop).
         fingerprint: sha256 hex of the model (architecture, weights, preprocessing); see the module doc.
         threshold: the calibrated match threshold stored with the checkpoint, else None.
-        calibration: the figures it was calibrated with (roc_auc, eer, tar_at_far, far, tar,
-            target_far, n_genuine, n_impostor, split, ...), else None.
+        calibration: the stored calibration as a dict (read it with
+            :func:`lookalike.calibration.read_calibration`: a record with the target FPIR, the
+            decision score and a threshold per gallery size, or an older lookalike's one threshold
+            for a FAR with its figures), else None.
         source: ``"checkpoint:PATH"`` or ``"backbone:NAME"``.
         distance: how a gallery compares the embeddings (L2-normalised): ``"euclidean"`` (the
             default) or ``"cosine"`` (1 - cosine similarity), from the training config's

@@ -7,7 +7,7 @@
   val, keeping the best), ``checkpoints.py`` (``last.pt`` / ``best.pt``), ``head_phase.py``
   (``optim.head_epochs``), ``data.py`` (the seeded training batches), ``schedule.py``, ``rng.py``;
 - ``history.py``: the run's ``metrics.jsonl`` / ``train_log.jsonl`` and its plots;
-- ``threshold.py``: calibrating the match threshold of ``best.pt`` at the end of a run.
+- ``threshold.py``: calibrating the match decision of ``best.pt`` for ``eval.target_fpir`` at the end.
 
 Multi-process runs go through :mod:`lookalike.distributed`, evaluation through
 :mod:`lookalike.evaluation`, both below this package.

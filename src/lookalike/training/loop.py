@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -60,7 +60,7 @@ class FitResult:
     test: dict[str, float] | None = None
     images_per_second: float = 0.0
     train_seconds: float = 0.0
-    calibration: dict[str, float | int | str] | None = None  # best.pt's match threshold and its figures
+    calibration: dict[str, Any] | None = None  # best.pt's match decision calibration (calibration_summary)
     worse_than_baseline: bool = False  # the last val evaluation is below the epoch-0 baseline
 
 
@@ -116,7 +116,7 @@ def fit(
                 barrier(dist)
 
         # ---- training is over. Steps that use the trained model before the final report go here
-        # (e.g. calibrating a match threshold on val with the best weights, checkpoints/best.pt).
+        # (e.g. calibrating the match decision of checkpoints/best.pt on val for eval.target_fpir).
         calibration = on_main(lambda: calibrate_best(c, state, console=console), dist)
         test = test_best(c, state)
         result = _result(c.history.evals() if dist.is_main else [], state, run_dir, test)

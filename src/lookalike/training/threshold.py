@@ -1,10 +1,16 @@
-"""The last step of training: calibrate the match threshold of ``best.pt`` on the val split.
+"""The last step of training: calibrate the match decision of ``best.pt`` on the val split.
 
-So that every ``best.pt`` carries a threshold with the figures it was calibrated with (see
-:mod:`lookalike.calibration`), and ``metrics.jsonl`` gets those figures as a record with
-``"split": "calibration"``. ``eval.target_far: null`` turns the step off; a val split that cannot
-calibrate (fewer than 2 classes, no genuine or no impostor comparison) skips it with the reason
-logged, and training still succeeds.
+The calibration is the one ``lookalike calibrate --target-fpir`` runs
+(:func:`lookalike.calibration.open_set.calibrate_model`, seeded with ``data.seed``): every val image
+is a search against the others, the decision score is chosen by FNIR at ``eval.target_fpir``, and a
+threshold is kept for every gallery size (the FPIR of a threshold grows with the gallery). The
+record is written into ``best.pt`` by :func:`lookalike.calibration.write_checkpoint_calibration`,
+so a gallery built from ``best.pt`` sets its threshold for its own size; ``metrics.jsonl`` gets its
+figures as one record with ``"split": "calibration"`` (:func:`calibration_summary`).
+
+``eval.target_fpir: null`` turns the step off; a val split that cannot calibrate (fewer than 4
+classes: 2 enrolled and 2 searched as unknown objects) skips it with the reason logged, and
+training still succeeds.
 
 The val split also picked ``best.pt``, so these figures are slightly optimistic for new data;
 ``lookalike calibrate --split S`` recalibrates on any other split.
@@ -17,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from lookalike.calibration import Calibration, CalibrationError, calibrate_checkpoint, summary
+from lookalike.calibration import CalibrationRecord, write_checkpoint_calibration
 from lookalike.protocol import union_rows
 
 if TYPE_CHECKING:
@@ -29,16 +35,14 @@ if TYPE_CHECKING:
     from lookalike.training.history import RunHistory
     from lookalike.training.state import TrainState
 
-__all__ = ["calibrate_best", "calibrate_checkpoint_on_val"]
+__all__ = ["calibrate_best", "calibrate_checkpoint_on_val", "calibration_summary"]
 
 
-def calibrate_best(
-    c: Components, state: TrainState, *, console: Console
-) -> dict[str, float | int | str] | None:
-    """Calibrate the run's ``checkpoints/best.pt`` on the val split, store the threshold in it and
-    log the figures. Returns them as one flat record (:func:`lookalike.calibration.summary`), or
-    None when the step is off or skipped (reason logged). Rank 0 only."""
-    result = calibrate_checkpoint_on_val(
+def calibrate_best(c: Components, state: TrainState, *, console: Console) -> dict[str, Any] | None:
+    """Calibrate the run's ``checkpoints/best.pt`` on the val split, store the record in it and log
+    the figures. Returns them as one record (:func:`calibration_summary`), or None when the step is
+    off or skipped (reason logged). Rank 0 only."""
+    record = calibrate_checkpoint_on_val(
         c.run_dir / "checkpoints" / "best.pt",
         c.val,
         c.config,
@@ -48,7 +52,7 @@ def calibrate_best(
         epoch=state.best_epoch,
         step=state.global_step,
     )
-    return None if result is None else summary(result)
+    return None if record is None else calibration_summary(record)
 
 
 def calibrate_checkpoint_on_val(
@@ -61,43 +65,68 @@ def calibrate_checkpoint_on_val(
     device: torch.device | str,
     epoch: int | None,
     step: int,
-) -> Calibration | None:
-    """Calibrate ``checkpoint`` on the val ``(queries, gallery)`` rows, store the threshold in it and
-    log the figures in ``history`` (a ``"calibration"`` record). None when off or skipped."""
-    target_far = config.eval.target_far
-    if target_far is None:
+) -> CalibrationRecord | None:
+    """Calibrate ``checkpoint`` on every image of the val ``(queries, gallery)`` rows for
+    ``config.eval.target_fpir``, store the record in it and log the figures in ``history`` (a
+    ``"calibration"`` record). None when off or skipped."""
+    from lookalike.calibration.open_set import calibrate_model
+    from lookalike.models.inference import load_inference_model
+
+    target = config.eval.target_fpir
+    if target is None:
         return None
-    record: dict[str, Any] = {
-        "epoch": epoch or 0,
-        "split": "calibration",
-        "calibrated_on": "val",
-        "step": step,
-    }
-    queries, gallery = val
-    frame = union_rows(queries, gallery)
+    head: dict[str, Any] = {"epoch": epoch or 0, "split": "calibration", "calibrated_on": "val", "step": step}
+    model = load_inference_model(checkpoint=checkpoint, device=device)
     try:
-        result = calibrate_checkpoint(
-            checkpoint,
-            frame,
+        record = calibrate_model(
+            model,
+            union_rows(*val),
             split="val",
-            target_far=target_far,
+            target_fpir=target,
             seed=config.data.seed,
             batch_size=config.data.eval_batch_size,
             device=device,
             num_workers=config.data.num_workers,
         )
-    except CalibrationError as err:
-        console.print(f"match threshold not calibrated: {err}", markup=False, highlight=False)
-        history.log_eval({**record, "skipped": str(err)})
+    except ValueError as err:
+        console.print(f"match decision not calibrated: {err}", markup=False, highlight=False)
+        history.log_eval({**head, "target_fpir": target, "skipped": str(err)})
         return None
-    history.log_eval({**record, **summary(result)})
-    console.print(
-        f"match threshold {result.threshold.value:.4f} calibrated on val, stored in {Path(checkpoint).name}: "
-        f"FAR {result.far:.4f} (target {target_far:g}), TAR {result.tar:.4f}, ROC AUC {result.roc_auc:.4f}, "
-        f"EER {result.eer:.4f} ({result.n_genuine} genuine / {result.n_impostor} impostor comparisons)",
-        markup=False,
-        highlight=False,
+    write_checkpoint_calibration(checkpoint, record, out=checkpoint)
+    figures = calibration_summary(record)
+    history.log_eval({**head, **figures})
+    console.print(_console_line(figures, Path(checkpoint).name), markup=False, highlight=False)
+    return record
+
+
+def calibration_summary(record: CalibrationRecord) -> dict[str, Any]:
+    """The figures of an open-set calibration as one record (for metrics.jsonl and reports), in FRVT
+    names: ``target_fpir``, the decision ``score``, the ``threshold`` for a gallery of the
+    calibration's own number of objects (``calibration_objects``), the ``size_range`` of galleries
+    (in objects) it covers, ``fnir_at_target`` (FNIR at the target FPIR of each score on val, the
+    figure the score was chosen by), ``calibration_images``, ``distance`` and ``method``."""
+    f = record.figures
+    n_objects = int(f["calibration_objects"])
+    return {
+        "method": record.method,
+        "target_fpir": record.target_fpir,
+        "score": record.score,
+        "threshold": record.threshold_for(n_objects),
+        "calibration_objects": n_objects,
+        "calibration_images": int(f["calibration_images"]),
+        "size_range": None if record.size_range is None else list(record.size_range),
+        "fnir_at_target": dict(f["fnir_at_target"]),
+        "distance": record.distance,
+    }
+
+
+def _console_line(figures: dict[str, Any], where: str) -> str:
+    lo, hi = figures["size_range"]
+    fnir = ", ".join(f"{score} {value:.4f}" for score, value in figures["fnir_at_target"].items())
+    return (
+        f"match decision calibrated on val for FPIR {figures['target_fpir']:g}, stored in {where}: "
+        f"decision score {figures['score']}, threshold {figures['threshold']:.4f} for a gallery of "
+        f"{figures['calibration_objects']} objects (the val split's), galleries of {lo}-{hi} objects "
+        f"covered; FNIR at the target FPIR: {fnir} ({figures['calibration_objects']} objects / "
+        f"{figures['calibration_images']} images)"
     )
-    for warning in result.warnings:
-        console.print(f"calibration warning: {warning}", markup=False, highlight=False)
-    return result

@@ -97,7 +97,7 @@ def write_trials_csv(study: optuna.Study, path: Path) -> Path:
 
 def write_best_config(plan: TunePlan, study: optuna.Study, summary: TuneSummary) -> Path | None:
     """``DIR/best.yaml``: the best trial's config, validated, with the user's data section (its root
-    made absolute) and the base config's ``train.epochs``/``steps_per_epoch`` and ``eval.target_far``;
+    made absolute) and the base config's ``train.epochs``/``steps_per_epoch`` and ``eval.target_fpir``;
     when trial 0 won, the base config with ``train.epochs: 0``. None when no trial completed."""
     if summary.best_number is None:
         return None
@@ -123,8 +123,8 @@ def write_best_config(plan: TunePlan, study: optuna.Study, summary: TuneSummary)
         raw = yaml.safe_load((plan.trial_dir(summary.best_number) / "config.yaml").read_text())
         raw["train"]["epochs"] = base["train"]["epochs"]
         raw["train"]["steps_per_epoch"] = base["train"]["steps_per_epoch"]
-        raw["eval"]["target_far"] = base["eval"]["target_far"]
-        head.append("# train.epochs, train.steps_per_epoch and eval.target_far are the base config's")
+        raw["eval"]["target_fpir"] = base["eval"]["target_fpir"]
+        head.append("# train.epochs, train.steps_per_epoch and eval.target_fpir are the base config's")
         best_epoch = study.trials[summary.best_number].user_attrs.get("best_epoch")
         if best_epoch == 0:
             head.append("# note: this trial's best val came before training (epoch 0)")

@@ -14,7 +14,7 @@ Trial 0 is the base model evaluated without training (``train.epochs: 0``), tria
 as given; later trials draw from the search space (TPE, seeded), are pruned by a median rule after
 their first evaluations (below the median of the finished trials at the same epoch, from trial 3
 on), and any config that does not validate is a failed trial with its reason.
-The test split is never used: trials see no test rows and do not calibrate (``eval.target_far: null``).
+The test split is never used: trials see no test rows and do not calibrate (``eval.target_fpir: null``).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def prepare_tune(
     if steps_per_epoch is not None:
         trial_base["train"]["steps_per_epoch"] = steps_per_epoch
     trial_base["eval"]["metric"] = metric or base.eval.metric
-    trial_base["eval"]["target_far"] = None
+    trial_base["eval"]["target_fpir"] = None
     validate_config(trial_base, source=f"{config_path} with the trial budget")
     frame = resolve_split(base.data, out, write=False)
     queries, gallery = split_frames(frame, "val")
