@@ -116,7 +116,7 @@ def grown_gallery(test: EvalSet, record, *, draws: int, seed: int, distance: str
 
 def _store_fpir(store, test: EvalSet, non_mated: np.ndarray, record, threshold: float) -> float:
     dist, ids = store.search(np.ascontiguousarray(test.embeddings[non_mated]), record.depth)
-    labels_by_id = dict(zip(store.items()["id"].astype(str), store.items()["label"].astype(str), strict=True))
+    labels_by_id = store.labels().to_dict()
     labels = np.array([[labels_by_id.get(str(i)) for i in row] for row in ids], dtype=object)
     dist = np.where(np.equal(labels, None), np.inf, dist)
     searches = Searches(

@@ -142,10 +142,12 @@ def test_pooled_threshold_limits(record):
     alone = type(record)(**{**record.__dict__, "figures": {**record.figures, "calibration_objects": 1e-12}})
     n = 10
     fit = pooled_threshold(alone, n, scores, probe_objects=n)
-    assert fit.threshold == pytest.approx(threshold_at_fpir(scores, record.target_fpir * (n - 1) / n), abs=1e-6)
+    carried = record.target_fpir * (n - 1) / n
+    assert fit.threshold == pytest.approx(threshold_at_fpir(scores, carried), abs=1e-6)
     # too few probes to see the target rate: the gallery part is weighed down in proportion
     few = pooled_threshold(record, n, scores[:20], probe_objects=n)
-    assert few.gallery_weight == pytest.approx(GALLERY_WEIGHT * (n - 1) * 20 * record.target_fpir / MIN_EVENTS)
+    share = 20 * record.target_fpir / MIN_EVENTS
+    assert few.gallery_weight == pytest.approx(GALLERY_WEIGHT * (n - 1) * share)
 
 
 def test_fit_arrays_brute_force_on_a_small_gallery(record):
@@ -163,3 +165,28 @@ def test_fit_arrays_brute_force_on_a_small_gallery(record):
     assert fit.probes == len(emb) and fit.objects == 7
     assert fit.threshold == pytest.approx(want.threshold, abs=1e-5)
     assert fit_arrays(record, emb[:5], labels[:5]).threshold == record.threshold_for(1)  # one object
+
+
+def test_a_store_sets_and_re_derives_its_own_threshold(record, tmp_path):
+    import pandas as pd
+
+    from lookalike.gallery import GalleryHeader, create_gallery
+    from lookalike.gallery.calibration import rederive_gallery_threshold, set_gallery_calibration
+
+    emb, labels = _clustered(9, 4, seed=21)
+    first = labels < "c05"
+    store = create_gallery(tmp_path / "g", GalleryHeader(embed_dim=emb.shape[1]))
+    store.add(emb[first], pd.DataFrame({"label": labels[first]}))
+    threshold, n = set_gallery_calibration(store, record)
+    assert n == 5 and threshold == pytest.approx(fit_arrays(record, emb[first], labels[first]).threshold)
+    stored = read_calibration(store.header.calibration)
+    assert stored.figures["gallery_objects"] == 5 and stored.figures["gallery_probes"] == int(first.sum())
+    store.add(emb[~first], pd.DataFrame({"label": labels[~first]}))
+    threshold, n = rederive_gallery_threshold(store)
+    assert n == 9 and threshold == pytest.approx(fit_arrays(record, emb, labels).threshold)
+    assert read_calibration(store.header.calibration).figures["gallery_objects"] == 9
+    # a record of an older lookalike (no non-mated scores kept): its threshold for the size
+    old = read_calibration({k: v for k, v in record.to_dict().items() if k != "non_mated"})
+    threshold, n = set_gallery_calibration(store, old)
+    assert threshold == old.threshold_for(9) and "gallery_probes" not in store.header.calibration
+    store.close()

@@ -194,7 +194,7 @@ def test_frozen_backbone_build_add_search(data, tmp_path):
     r = invoke("index", "add", g, *model, "--manifest", data["more"])
     assert r.exit_code == 0, r.output
     assert "re-derived" in r.stderr
-    header, n = _header(str(g))
+    header, _ = _header(str(g))
     record = read_calibration(header.calibration)
     queries = sorted(Path(data["images"]).rglob("*.png"))[:3]
     r = invoke("search", "--gallery", g, *model, "--json", *queries)

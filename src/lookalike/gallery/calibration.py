@@ -16,33 +16,22 @@ from lookalike.calibration import CalibrationRecord, header_calibration, read_ca
 from lookalike.calibration.adaptive import GalleryFit, fit_search
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from lookalike.gallery.store import GalleryStore
 
 __all__ = ["fit_store", "gallery_objects", "rederive_gallery_threshold", "set_gallery_calibration"]
 
 
-def _labels(store: GalleryStore) -> pd.Series:
-    """Item labels (str) indexed by item id (str), in the store's order."""
-    reader = getattr(store, "labels", None)
-    if reader is not None:
-        return reader()
-    items = store.items()
-    return items["label"].astype(str).set_axis(items["id"].astype(str).to_numpy())
-
-
 def gallery_objects(store: GalleryStore) -> int:
-    """How many objects (distinct labels) a gallery holds."""
+    """How many objects (distinct labels) a gallery holds (a labels-only read)."""
     if len(store) == 0:
         return 0
-    return int(_labels(store).nunique())
+    return int(store.labels().nunique())
 
 
 def fit_store(store: GalleryStore, record: CalibrationRecord, *, seed: int = 0) -> GalleryFit:
     """The threshold for the gallery as it is (:func:`lookalike.calibration.adaptive.fit_search`, its
     probes searched in the store itself, so an approximate index is calibrated as it searches)."""
-    labels = _labels(store)
+    labels = store.labels()
     ids = labels.index.to_numpy(dtype=object)
     names = labels.to_numpy(dtype=str)
     by_id = dict(zip(ids.tolist(), names.tolist(), strict=True))
