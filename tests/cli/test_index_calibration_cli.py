@@ -130,6 +130,7 @@ def test_threshold_set_for_the_size_on_build_add_and_remove(data, tmp_path, back
     lo, hi = record.size_range
     assert "target FPIR" in info.stdout and f"{lo}-{hi}" in info.stdout
     assert f"{n - 2} objects" in info.stdout and record.score in info.stdout
+    assert "pooled with" in info.stdout and "searched as non-mated" in info.stdout
 
 
 def test_target_far_on_index_build_is_an_alias_that_says_so(data, tmp_path):
