@@ -190,3 +190,35 @@ def test_a_store_sets_and_re_derives_its_own_threshold(record, tmp_path):
     threshold, n = set_gallery_calibration(store, old)
     assert threshold == old.threshold_for(9) and "gallery_probes" not in store.header.calibration
     store.close()
+
+
+def test_small_changes_reuse_the_stored_probe_scores_without_a_search(record, tmp_path):
+    import pandas as pd
+
+    from lookalike.calibration.adaptive import GalleryFit
+    from lookalike.gallery import GalleryHeader, create_gallery
+    from lookalike.gallery.calibration import rederive_gallery_threshold, set_gallery_calibration
+
+    emb, labels = _clustered(11, 4, seed=23)
+    base = labels < "c09"  # 9 objects, 36 items
+    store = create_gallery(tmp_path / "g", GalleryHeader(embed_dim=emb.shape[1]))
+    store.add(emb[base], pd.DataFrame({"label": labels[base]}))
+    set_gallery_calibration(store, record)
+    stored = GalleryFit.stored(read_calibration(store.header.calibration).figures)
+    assert stored.probed_objects == 9 and stored.probed_items == 36 and len(stored.scores) == 36
+    searches = []
+    search = store.search
+    store.search = lambda *a, **k: searches.append(1) or search(*a, **k)
+    # one more image of a known object (36 -> 37 items, 9 objects): the stored scores, no search
+    extra = np.flatnonzero(labels == "c09")[:1]
+    store.add(emb[extra], pd.DataFrame({"label": ["c00"]}))
+    threshold, n = rederive_gallery_threshold(store)
+    want = pooled_threshold(record, 9, np.array(stored.scores), stored.probe_objects, probed_objects=9)
+    assert not searches and n == 9 and threshold == pytest.approx(want.threshold)
+    # a tenth object (9 -> 10 objects, 11 %): searched again, carried from 10 - 1 objects
+    new = np.flatnonzero(labels == "c10")
+    store.add(emb[new], pd.DataFrame({"label": labels[new]}))
+    threshold, n = rederive_gallery_threshold(store)
+    assert searches and n == 10
+    assert read_calibration(store.header.calibration).figures["gallery_probed_objects"] == 10
+    store.close()

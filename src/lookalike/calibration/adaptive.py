@@ -28,15 +28,19 @@ on three data sets this holds FPIR within [0.025, 0.09] of a 0.05 target from an
 quarters of the test classes, where the calibration alone drifted 1.4-2.8x; ``GALLERY_WEIGHT`` was
 set on those sets (1 left Omniglot's largest galleries at 0.10).
 
-It is re-derived whenever the gallery changes (index build, add, remove): one search of the probes,
-``min(len, depth + their objects' images)`` deep. With no gallery part (one object; or a record of
-an older lookalike without the distribution), the record's own threshold for the size is used.
+It is re-derived whenever the gallery changes (index build, add, remove). The probes are searched
+again (one search, ``min(len, depth + their objects' images)`` deep) when the number of objects has
+moved by :data:`REFIT_CHANGE` or more since they last were; in between, their stored scores (the
+header keeps them) are carried to the new size by ``n / (n_probed - 1)``, so adding one image to a
+large gallery costs no search. With no gallery part (one object; or a record of an older lookalike
+without the distribution), the record's own threshold for the size is used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +55,7 @@ __all__ = [
     "GALLERY_WEIGHT",
     "MAX_PROBES",
     "MIN_EVENTS",
+    "REFIT_CHANGE",
     "GalleryFit",
     "adapts",
     "choose_probes",
@@ -69,6 +74,8 @@ MAX_PROBES = 1000
 MIN_EVENTS = 10
 #: A probe's search looks past at most this many images of its own object.
 OWN_CAP = 1024
+#: The probes are searched again when the gallery's objects have changed by this share since.
+REFIT_CHANGE = 0.1
 
 
 @dataclass(frozen=True)
@@ -81,17 +88,49 @@ class GalleryFit:
     probe_objects: int = 0
     gallery_weight: float = 0.0
     calibration_weight: float = 0.0
+    #: the probes' scores, and the objects and items the gallery held when they were searched
+    scores: tuple[float, ...] = ()
+    probed_objects: int = 0
+    probed_items: int = 0
 
     def figures(self) -> dict[str, Any]:
-        """What the gallery header keeps beside the record (empty when the gallery took no part)."""
-        if self.gallery_weight <= 0:
+        """What the gallery header keeps beside the record: how the threshold was set, and the probe
+        scores to set it again from (empty when the gallery took no part)."""
+        if not self.scores:
             return {}
         return {
             "gallery_probes": self.probes,
             "gallery_probe_objects": self.probe_objects,
+            "gallery_probed_objects": self.probed_objects,
+            "gallery_probed_items": self.probed_items,
             "gallery_weight": round(self.gallery_weight, 6),
             "calibration_weight": round(self.calibration_weight, 6),
+            "gallery_scores": [float(f"{x:.7g}") for x in self.scores],
         }
+
+    @classmethod
+    def stored(cls, figures: Mapping[str, Any]) -> GalleryFit | None:
+        """The probe part of a fit a header stored (None: none stored)."""
+        scores = figures.get("gallery_scores")
+        if not scores or "gallery_probed_objects" not in figures:
+            return None
+        return cls(
+            threshold=float("nan"),
+            objects=int(figures["gallery_probed_objects"]),
+            probes=len(scores),
+            probe_objects=int(figures.get("gallery_probe_objects", 0)),
+            scores=tuple(float(x) for x in scores),
+            probed_objects=int(figures["gallery_probed_objects"]),
+            probed_items=int(figures.get("gallery_probed_items", 0)),
+        )
+
+    def stale(self, n_objects: int, n_items: int) -> bool:
+        """Whether the probes should be searched again for a gallery of ``n_objects`` objects and
+        ``n_items`` items: either has moved by :data:`REFIT_CHANGE` or more since they were."""
+        return any(
+            abs(now - then) >= REFIT_CHANGE * max(then, 1)
+            for now, then in ((n_objects, self.probed_objects), (n_items, self.probed_items))
+        )
 
 
 def adapts(record: CalibrationRecord | None) -> bool:
@@ -157,10 +196,15 @@ def _calibration_fpir(curve: np.ndarray, levels: np.ndarray, t: np.ndarray) -> n
 
 
 def pooled_threshold(
-    record: CalibrationRecord, n_objects: int, probe_scores: np.ndarray, probe_objects: int
+    record: CalibrationRecord,
+    n_objects: int,
+    probe_scores: np.ndarray,
+    probe_objects: int,
+    probed_objects: int | None = None,
 ) -> GalleryFit:
     """The loosest threshold whose pooled FPIR (see the module doc) is at most the record's target, for
-    a gallery of ``n_objects`` whose probes (from ``probe_objects`` objects) scored ``probe_scores``."""
+    a gallery of ``n_objects`` whose probes (from ``probe_objects`` objects) scored ``probe_scores``
+    when it held ``probed_objects`` (default ``n_objects``: searched just now)."""
     if not adapts(record):
         raise ValueError(f"a {record.method!r} record without its non-mated scores cannot pool a gallery's")
     target = float(record.target_fpir)  # type: ignore[arg-type]
@@ -168,7 +212,8 @@ def pooled_threshold(
     scores = scores[np.isfinite(scores)]
     w_cal = float(record.figures.get("calibration_objects") or len(record.non_mated_levels))
     w_gal = GALLERY_WEIGHT * max(int(probe_objects) - 1, 0) * min(1.0, len(scores) * target / MIN_EVENTS)
-    if n_objects < 2 or len(scores) == 0 or w_gal <= 0:
+    probed = int(n_objects if probed_objects is None else probed_objects)
+    if n_objects < 2 or probed < 2 or len(scores) == 0 or w_gal <= 0:
         return GalleryFit(record.threshold_for(max(int(n_objects), 1)), int(n_objects))
     curve = _curve_at(record, n_objects)
     levels = np.asarray(record.non_mated_levels, dtype=np.float64)
@@ -177,11 +222,13 @@ def pooled_threshold(
         np.concatenate([scores, np.nextafter(scores, -np.inf), curve, np.linspace(lo, hi, 4097)])
     )
     share = np.searchsorted(scores, candidates, side="right") / len(scores)
-    carry = n_objects / (n_objects - 1)
+    carry = n_objects / (probed - 1)
     fpir = (w_cal * _calibration_fpir(curve, levels, candidates) + w_gal * carry * share) / (w_cal + w_gal)
     ok = np.flatnonzero(fpir <= target)
     threshold = candidates[ok[-1]] if len(ok) else np.nextafter(candidates[0], -np.inf)
-    return GalleryFit(float(threshold), int(n_objects), len(scores), int(probe_objects), w_gal, w_cal)
+    return GalleryFit(
+        float(threshold), int(n_objects), len(scores), int(probe_objects), w_gal, w_cal, tuple(scores), probed
+    )
 
 
 def fit_search(
@@ -191,19 +238,27 @@ def fit_search(
     *,
     max_probes: int = MAX_PROBES,
     seed: int = 0,
+    previous: GalleryFit | None = None,
 ) -> GalleryFit:
     """The gallery's threshold from its item ``labels`` (N,) (in the order positions refer to) and a
-    ``search(probe_positions, k) -> (distances (P, k), labels (P, k) object)`` of its probes in it."""
+    ``search(probe_positions, k) -> (distances (P, k), labels (P, k) object)`` of its probes in it.
+    ``previous``: the probe scores stored at the last fit; reused (no search) unless stale."""
     labels = np.asarray(labels).astype(str)
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     n = len(classes)
     if not adapts(record) or n < 2:
         return GalleryFit(record.threshold_for(max(n, 1)), n)
+    if previous is not None and not previous.stale(n, len(labels)):
+        fit = pooled_threshold(
+            record, n, np.asarray(previous.scores), previous.probe_objects, previous.probed_objects
+        )
+        return dataclasses.replace(fit, probed_items=previous.probed_items)
     probes = choose_probes(len(labels), max_probes, seed)
     k = probe_depth(counts[inverse[probes]], record.depth, len(labels))
     dist, found = search(probes, k)
     scores = self_search_scores(found, dist, labels[probes], score=record.score, depth=record.depth)
-    return pooled_threshold(record, n, scores, len(np.unique(inverse[probes])))
+    fit = pooled_threshold(record, n, scores, len(np.unique(inverse[probes])))
+    return dataclasses.replace(fit, probed_items=len(labels))
 
 
 def fit_arrays(

@@ -42,7 +42,15 @@ DECISION_DEPTH = 32
 METHODS: tuple[str, ...] = ("object-profiles", "fixed", "given")
 #: Figures a gallery adds when it sets its threshold (:mod:`lookalike.calibration.adaptive`); replaced
 #: each time it is set again.
-_GALLERY_FIGURES = ("gallery_probes", "gallery_probe_objects", "gallery_weight", "calibration_weight")
+_GALLERY_FIGURES = (
+    "gallery_probes",
+    "gallery_probe_objects",
+    "gallery_probed_objects",
+    "gallery_probed_items",
+    "gallery_weight",
+    "calibration_weight",
+    "gallery_scores",
+)
 _FIELDS = ("method", "target_fpir", "score", "distance", "depth", "thresholds", "size_range", "non_mated")
 
 

@@ -400,8 +400,11 @@ _SET_FROM = (
     "gallery_objects",
     "gallery_probes",
     "gallery_probe_objects",
+    "gallery_probed_objects",
+    "gallery_probed_items",
     "gallery_weight",
     "calibration_weight",
+    "gallery_scores",
 )
 
 
@@ -412,7 +415,7 @@ def _set_from(figures: dict) -> str:
     return (
         f"the calibration (weight {figures['calibration_weight']:g}) pooled with {figures['gallery_probes']} "
         f"of the gallery's images searched as non-mated (from {figures['gallery_probe_objects']} objects, "
-        f"weight {figures['gallery_weight']:g})"
+        f"weight {figures['gallery_weight']:g}; searched at {figures.get('gallery_probed_objects')} objects)"
     )
 
 

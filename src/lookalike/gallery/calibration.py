@@ -28,9 +28,12 @@ def gallery_objects(store: GalleryStore) -> int:
     return int(store.labels().nunique())
 
 
-def fit_store(store: GalleryStore, record: CalibrationRecord, *, seed: int = 0) -> GalleryFit:
+def fit_store(
+    store: GalleryStore, record: CalibrationRecord, *, seed: int = 0, previous: GalleryFit | None = None
+) -> GalleryFit:
     """The threshold for the gallery as it is (:func:`lookalike.calibration.adaptive.fit_search`, its
-    probes searched in the store itself, so an approximate index is calibrated as it searches)."""
+    probes searched in the store itself, so an approximate index is calibrated as it searches;
+    ``previous``: the probe scores its header stored, reused while they are not stale)."""
     labels = store.labels()
     ids = labels.index.to_numpy(dtype=object)
     names = labels.to_numpy(dtype=str)
@@ -42,18 +45,19 @@ def fit_store(store: GalleryStore, record: CalibrationRecord, *, seed: int = 0) 
         found_labels = found_labels.reshape(found.shape)
         return np.where(np.equal(found_labels, None), np.inf, dist), found_labels
 
-    return fit_search(record, names, search, seed=seed)
+    return fit_search(record, names, search, seed=seed, previous=previous)
 
 
 def set_gallery_calibration(
-    store: GalleryStore, record: CalibrationRecord | None
+    store: GalleryStore, record: CalibrationRecord | None, *, previous: GalleryFit | None = None
 ) -> tuple[float | None, int]:
     """Store ``record`` in the gallery's header with the threshold for the gallery as it is (None:
-    clear both). Returns ``(threshold, objects)``; the one way a gallery's threshold is written."""
+    clear both). Returns ``(threshold, objects)``; the one way a gallery's threshold is written.
+    ``previous``: probe scores to reuse while not stale (:func:`fit_store`)."""
     if record is None:
         store.set_threshold(None, None)
         return None, gallery_objects(store)
-    fit = fit_store(store, record)
+    fit = fit_store(store, record, previous=previous)
     threshold, stored = header_calibration(
         record, fit.objects, threshold=fit.threshold, figures=fit.figures()
     )
@@ -67,5 +71,5 @@ def rederive_gallery_threshold(store: GalleryStore) -> tuple[float, int] | None:
     record = read_calibration(store.header.calibration, threshold=store.header.threshold)
     if record is None or record.method != "object-profiles":
         return None
-    threshold, n = set_gallery_calibration(store, record)
+    threshold, n = set_gallery_calibration(store, record, previous=GalleryFit.stored(record.figures))
     return float(threshold), n  # type: ignore[arg-type]
