@@ -11,8 +11,10 @@ On the calibration split (classes never trained on), :func:`calibrate_open_set`:
 2. *sets the threshold for every gallery size* with the chosen score: every image's per-object
    distances to the other classes form its non-mated profile, and the size model
    (:mod:`lookalike.calibration.size_model`) gives the threshold whose FPIR is the target on
-   galleries of 1 to 2^20 objects. The record keeps that table; a gallery sets its threshold
-   from it for its own size, and again when it grows or shrinks.
+   galleries of 1 to 2^20 objects. The record keeps that table, and the simulated non-mated
+   score distribution of each size, which a gallery pools with its own images' non-mated
+   searches when it sets its threshold, and again when it grows or shrinks
+   (:mod:`lookalike.calibration.adaptive`: the objects of a gallery may crowd closer than val's).
 
 Why this method: the FPIR of a threshold rises with the number of enrolled objects a non-mated
 search meets (a bigger gallery has a closer stranger). Modelling each search's own per-object
