@@ -8,17 +8,19 @@ val and test image of ``split.csv``, with ``split`` and ``label`` columns):
    score chosen on val, a threshold for every gallery size);
 2. test galleries enrolling from an eighth to all but a quarter of the test classes (``--draws``
    random draws per size; every image of the other classes searched as non-mated, every image of
-   an enrolled class searched against the others, never itself): FPIR at the threshold the
-   calibration sets for that size (target band [0.025, 0.09], largest / smallest <= 1.6);
+   an enrolled class searched against the others, never itself): FPIR at the threshold each
+   gallery sets from the calibration and its own images, as ``lookalike index build`` does
+   (:mod:`lookalike.calibration.adaptive`; target band [0.025, 0.09], largest / smallest <= 1.6),
+   and, for comparison, at the calibration's threshold for the size alone;
 3. a gallery grown 6x by adds through the gallery store's ``add`` (a FAISS folder store), the
-   threshold re-derived for its size after each add (``set_gallery_calibration``): FPIR after each;
+   threshold re-derived after each add (``set_gallery_calibration``): FPIR after each;
 4. on a test gallery of all but a quarter of the classes (the quarter searched as non-mated): FNIR
    at FPIR 0.05 (threshold set on the test's own non-mated searches, the DET reading) for each
    decision score against the nearest-distance rule, and FNIR / FPIR / wrong-match rate at each
-   score's own val-calibrated threshold.
+   score's own val-calibrated threshold; and the DET reading on a gallery of every test class with
+   the val images searched as the non-mated ones.
 
-    PYTHONPATH=src python benchmarks/open_set.py /work/runs/osdata/glyphs /work/runs/osdata/omniglot \
-        /work/runs/osdata/cub --draws 5
+    PYTHONPATH=src python benchmarks/open_set.py DATA/glyphs DATA/omniglot DATA/cub --draws 20
 """
 
 from __future__ import annotations
@@ -38,7 +40,14 @@ from rich.table import Table
 from lookalike.calibration import calibrate_open_set
 from lookalike.embed import read_embeddings
 from lookalike.evaluation import EvalSet, gallery_size_sweep, open_set_report
-from lookalike.evaluation.open_set import Searches, open_set_classes, rates_at_threshold
+from lookalike.evaluation.gallery_sizes import drawn_gallery_threshold
+from lookalike.evaluation.open_set import (
+    Searches,
+    fnir_rows,
+    open_set_classes,
+    rates_at_threshold,
+    search_enrolled,
+)
 from lookalike.gallery.calibration import set_gallery_calibration
 from lookalike.metrics.identification import SCORES
 
@@ -107,13 +116,27 @@ def grown_gallery(test: EvalSet, record, *, draws: int, seed: int, distance: str
 
 def _store_fpir(store, test: EvalSet, non_mated: np.ndarray, record, threshold: float) -> float:
     dist, ids = store.search(np.ascontiguousarray(test.embeddings[non_mated]), record.depth)
-    labels_by_id = dict(zip(store.items()["id"].astype(str), store.items()["label"].astype(str), strict=True))
+    labels_by_id = store.labels().to_dict()
     labels = np.array([[labels_by_id.get(str(i)) for i in row] for row in ids], dtype=object)
     dist = np.where(np.equal(labels, None), np.inf, dist)
     searches = Searches(
         labels, dist, test.labels[non_mated], np.zeros(int(non_mated.sum()), bool), len(store), np.nan, np.nan
     )
     return rates_at_threshold([searches], threshold, record.score).fpir
+
+
+def whole_test_fnir(val: EvalSet, test: EvalSet, *, distance: str, target: float) -> dict[str, float]:
+    """FNIR at ``target`` FPIR (DET reading) of each score on a gallery of *every* test class, each
+    test image searched against the others, with the val images (classes never enrolled) searched
+    as the non-mated ones."""
+    both = EvalSet(
+        np.concatenate([test.embeddings, val.embeddings]),
+        np.concatenate([test.labels, val.labels]),
+        np.ones(len(test.labels) + len(val.labels), bool),
+        np.ones(len(test.labels) + len(val.labels), bool),
+    )
+    found = search_enrolled(both, test.classes, None, distance=distance, depth=32, retrieval=False)
+    return {row.score: row.fnir for row in fnir_rows([found], [target], SCORES)}
 
 
 def measure(folder: Path, *, draws: int, seed: int, target: float, console: Console) -> dict:
@@ -128,15 +151,16 @@ def measure(folder: Path, *, draws: int, seed: int, target: float, console: Cons
         distance=distance,
         scores=(record.score,),
         targets=(target,),
-        threshold=record.threshold_for,
+        threshold=record,
         threshold_score=record.score,
         depth=record.depth,
     )
     points = sweep(test, sizes)
     fpir = [p.at_threshold.fpir for p in points]
+    alone = [p.at_threshold.fpir for p in sweep(test, sizes, threshold=record.threshold_for)]
     # the size model on val itself, and the thresholds the test's own non-mated searches would give
     val_sizes = size_ladder(len(val.classes), steps=4)
-    on_val = sweep(val, val_sizes)
+    on_val = sweep(val, val_sizes, threshold=record.threshold_for)
     thresholds = [(p.at_threshold.threshold, p.fnir_at_fpir[0].threshold) for p in points]
     grown = np.asarray(grown_gallery(test, record, draws=draws, seed=seed, distance=distance))
     det_fnir, per_score = {}, {}
@@ -144,7 +168,7 @@ def measure(folder: Path, *, draws: int, seed: int, target: float, console: Cons
         forced = calibrate_open_set(
             val.embeddings, val.labels, target_fpir=target, distance=distance, score=score, seed=seed
         )
-        n_enrolled = len(open_set_classes(test.classes, 0.25, seed))
+        enrolled = open_set_classes(test.classes, 0.25, seed)
         report = open_set_report(
             test,
             distance=distance,
@@ -152,17 +176,19 @@ def measure(folder: Path, *, draws: int, seed: int, target: float, console: Cons
             targets=(target,),
             scores=(score,),
             depth=forced.depth,
-            threshold=forced.threshold_for(n_enrolled),
+            threshold=drawn_gallery_threshold(forced, test, enrolled, None, len(enrolled), distance),
             threshold_score=score,
         )
         det_fnir[score] = report.fnir_at_fpir[0].fnir
         per_score[score] = report.at_threshold
     return {
+        "whole_test": whole_test_fnir(val, test, distance=distance, target=target),
         "name": folder.name,
         "record": record,
         "sizes": sizes,
         "points": points,
         "fpir": fpir,
+        "alone": alone,
         "grown": grown,
         "val_sizes": val_sizes,
         "val_fpir": [p.at_threshold.fpir for p in on_val],
@@ -188,6 +214,7 @@ def show(results: list[dict], target: float, console: Console) -> bool:
         "sizes",
         "FPIR by size",
         "max/min",
+        "calibration alone",
         "grown 6x by adds: FPIR",
         "max/min",
         "pass",
@@ -210,6 +237,7 @@ def show(results: list[dict], target: float, console: Console) -> bool:
             ",".join(map(str, r["sizes"])),
             " ".join(f"{x:.3f}" for x in fp),
             f"{spread:.2f}",
+            " ".join(f"{x:.3f}" for x in r["alone"]),
             " ".join(f"{x:.3f}" for x in grown),
             f"{gspread:.2f}",
             "yes" if good else "NO",
@@ -224,6 +252,8 @@ def show(results: list[dict], target: float, console: Console) -> bool:
         "score",
         "FNIR@FPIR (DET)",
         "vs nearest",
+        "every test class enrolled, val searched as non-mated: FNIR@FPIR",
+        "vs nearest",
         "FNIR at calibrated",
         "FPIR at calibrated",
         "wrong-match",
@@ -237,6 +267,8 @@ def show(results: list[dict], target: float, console: Console) -> bool:
                 score + (" (chosen)" if score == r["record"].score else ""),
                 f"{r['det_fnir'][score]:.3f}",
                 f"{r['det_fnir'][score] - r['det_fnir']['nearest']:+.3f}",
+                f"{r['whole_test'][score]:.3f}",
+                f"{r['whole_test'][score] - r['whole_test']['nearest']:+.3f}",
                 f"{a.fnir:.3f}",
                 f"{a.fpir:.3f}",
                 f"{a.wrong_match_rate:.3f}",

@@ -101,8 +101,31 @@ def test_threshold_per_size_is_asked_with_the_size_in_classes() -> None:
         return 0.05 * n
 
     points = gallery_size_sweep(data, [2, 4, 6], draws=2, threshold=threshold_for, scores=("nearest",))
-    assert asked == [2, 4, 6]
+    assert asked == [2, 2, 4, 4, 6, 6]  # once per drawn gallery
     assert [p.at_threshold.threshold for p in points] == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_with_a_record_each_drawn_gallery_sets_its_own_threshold() -> None:
+    """As an index does: the record pooled with the drawn gallery's own images; the rates are the
+    hand counts of each draw at its own threshold, summed."""
+    from lookalike.calibration import calibrate_open_set
+    from lookalike.calibration.adaptive import fit_arrays
+
+    record = calibrate_open_set(toy(seed=5, n_classes=10).embeddings, toy(seed=5, n_classes=10).labels,
+                                target_fpir=0.1, score="nearest")  # fmt: skip
+    data = toy(seed=1)
+    (point,) = gallery_size_sweep(data, [5], draws=3, threshold=record, scores=("nearest",))
+    fp = non = 0
+    limits = []
+    for enrolled in point.enrolled:
+        g = data.is_gallery & np.isin(data.labels, enrolled)
+        limit = fit_arrays(record, data.embeddings[g], data.labels[g]).threshold
+        limits.append(limit)
+        fpir, _, _, n_non, _ = slow_rates(data, enrolled, limit)
+        fp, non = fp + round(fpir * n_non), non + n_non
+    assert len(set(limits)) == 3 and all(t != record.threshold_for(5) for t in limits)
+    assert point.at_threshold.threshold == pytest.approx(np.mean(limits))
+    assert point.at_threshold.n_false_positive == fp and point.at_threshold.n_non_mated == non
 
 
 def test_fnir_at_fpir_by_hand() -> None:

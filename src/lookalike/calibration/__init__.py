@@ -5,6 +5,8 @@
   ``lookalike index`` and training use.
 - :mod:`~lookalike.calibration.size_model`: the non-mated decision score on a gallery of n objects,
   from each search's per-object distances.
+- :mod:`~lookalike.calibration.adaptive`: the threshold a gallery uses: the calibration pooled with
+  the gallery's own images searched as non-mated.
 - :mod:`~lookalike.calibration.record`: :class:`CalibrationRecord`, the one form a calibration is
   kept in (a checkpoint's ``extra["calibration"]``, a gallery header), its one writer for each, and
   the reader that also opens the older records (one threshold calibrated for a false accept rate,

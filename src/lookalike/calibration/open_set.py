@@ -11,8 +11,10 @@ On the calibration split (classes never trained on), :func:`calibrate_open_set`:
 2. *sets the threshold for every gallery size* with the chosen score: every image's per-object
    distances to the other classes form its non-mated profile, and the size model
    (:mod:`lookalike.calibration.size_model`) gives the threshold whose FPIR is the target on
-   galleries of 1 to 2^20 objects. The record keeps that table; a gallery sets its threshold
-   from it for its own size, and again when it grows or shrinks.
+   galleries of 1 to 2^20 objects. The record keeps that table, and the simulated non-mated
+   score distribution of each size, which a gallery pools with its own images' non-mated
+   searches when it sets its threshold, and again when it grows or shrinks
+   (:mod:`lookalike.calibration.adaptive`: the objects of a gallery may crowd closer than val's).
 
 Why this method: the FPIR of a threshold rises with the number of enrolled objects a non-mated
 search meets (a bigger gallery has a closer stranger). Modelling each search's own per-object
@@ -35,7 +37,7 @@ import numpy as np
 import torch
 
 from lookalike.calibration.record import DECISION_DEPTH, CalibrationRecord
-from lookalike.calibration.size_model import object_profiles, size_thresholds
+from lookalike.calibration.size_model import CURVE_LEVELS, object_profiles, size_table
 from lookalike.distances import create_distance
 from lookalike.metrics.identification import SCORES, decision_scores, fnir_at_fpir
 from lookalike.protocol import ProtocolError, check_gallery_distance, from_values, split_rows, union_rows
@@ -139,7 +141,7 @@ def calibrate_open_set(
     chosen = score or choose_score(fnir)
     profiles = object_profiles(dist, labels, labels)
     n_objects = profiles.shape[1] + 1
-    table = size_thresholds(profiles, target_fpir, score=chosen, depth=depth, seed=seed)
+    table, curves = size_table(profiles, target_fpir, score=chosen, depth=depth, seed=seed)
     return CalibrationRecord(
         method="object-profiles",
         target_fpir=float(target_fpir),
@@ -155,6 +157,8 @@ def calibrate_open_set(
             "open_set_share": open_set_share,
             "seed": seed,
         },
+        non_mated=tuple(curves),
+        non_mated_levels=CURVE_LEVELS,
     )
 
 

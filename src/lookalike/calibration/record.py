@@ -40,7 +40,18 @@ DECISION_DEPTH = 32
 #: ``object-profiles``: a threshold per gallery size (see the size model); ``fixed``: one threshold
 #: for every size (calibrated for a false accept rate by an older lookalike); ``given``: by hand.
 METHODS: tuple[str, ...] = ("object-profiles", "fixed", "given")
-_FIELDS = ("method", "target_fpir", "score", "distance", "depth", "thresholds", "size_range")
+#: Figures a gallery adds when it sets its threshold (:mod:`lookalike.calibration.adaptive`); replaced
+#: each time it is set again.
+_GALLERY_FIGURES = (
+    "gallery_probes",
+    "gallery_probe_objects",
+    "gallery_probed_objects",
+    "gallery_probed_items",
+    "gallery_weight",
+    "calibration_weight",
+    "gallery_scores",
+)
+_FIELDS = ("method", "target_fpir", "score", "distance", "depth", "thresholds", "size_range", "non_mated")
 
 
 @dataclass(frozen=True)
@@ -48,7 +59,10 @@ class CalibrationRecord:
     """A calibration: ``score`` (see :data:`lookalike.metrics.identification.SCORES`) at or under
     the threshold is a match; ``thresholds`` ``((objects, threshold), ...)`` ascending in gallery
     size; ``size_range`` ``(min, max)`` objects the calibration covers (None: not known);
-    ``figures``: how it was calibrated (split, counts, FNIR per score on val, ...)."""
+    ``figures``: how it was calibrated (split, counts, FNIR per score on val, ...);
+    ``non_mated``: ``((objects, scores), ...)``, for each size the calibration's non-mated scores at
+    the FPIR levels ``non_mated_levels`` (what a gallery pools with its own non-mated scores, see
+    :mod:`lookalike.calibration.adaptive`; empty in records of older lookalikes)."""
 
     method: str
     target_fpir: float | None
@@ -58,6 +72,8 @@ class CalibrationRecord:
     depth: int = DECISION_DEPTH
     size_range: tuple[int, int] | None = None
     figures: Mapping[str, Any] = field(default_factory=dict)
+    non_mated: tuple[tuple[int, tuple[float, ...]], ...] = ()
+    non_mated_levels: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         from lookalike.metrics.identification import SCORES
@@ -68,6 +84,12 @@ class CalibrationRecord:
             raise ValueError(f"unknown decision score {self.score!r}; valid: {', '.join(SCORES)}")
         if not self.thresholds or any(not math.isfinite(t) for _, t in self.thresholds):
             raise ValueError(f"a calibration needs finite thresholds, got {self.thresholds!r}")
+        bad = [n for n, scores in self.non_mated if len(scores) != len(self.non_mated_levels)]
+        if bad:
+            raise ValueError(
+                f"the non-mated scores of sizes {bad} do not have one score per level "
+                f"({len(self.non_mated_levels)} levels)"
+            )
 
     def threshold_for(self, n_objects: int) -> float:
         """The threshold for a gallery of ``n_objects`` enrolled objects (distinct labels)."""
@@ -107,6 +129,11 @@ class CalibrationRecord:
             thresholds=[[int(n), float(t)] for n, t in self.thresholds],
             size_range=None if self.size_range is None else [int(x) for x in self.size_range],
         )
+        if self.non_mated:
+            out["non_mated"] = {
+                "levels": [float(x) for x in self.non_mated_levels],
+                "scores": [[int(n), [float(x) for x in scores]] for n, scores in self.non_mated],
+            }
         return out
 
 
@@ -124,6 +151,7 @@ def read_calibration(
     if "record" in data:
         figures = {k: v for k, v in data.items() if k not in (*_FIELDS, "record")}
         size_range = data.get("size_range")
+        non_mated = data.get("non_mated") or {}
         return CalibrationRecord(
             method=str(data["method"]),
             target_fpir=None if data.get("target_fpir") is None else float(data["target_fpir"]),
@@ -133,6 +161,8 @@ def read_calibration(
             depth=int(data.get("depth", DECISION_DEPTH)),
             size_range=None if size_range is None else (int(size_range[0]), int(size_range[1])),
             figures=figures,
+            non_mated=tuple((int(n), tuple(float(x) for x in v)) for n, v in non_mated.get("scores", ())),
+            non_mated_levels=tuple(float(x) for x in non_mated.get("levels", ())),
         )
     return _legacy(data, threshold)
 
@@ -173,10 +203,22 @@ def write_checkpoint_calibration(
     return Path(out)
 
 
-def header_calibration(record: CalibrationRecord, n_objects: int) -> tuple[float, dict[str, Any]]:
-    """``(threshold, stored dict)`` for a gallery header holding ``n_objects`` objects: the threshold
-    for that size, and the record with the size it was set for (figure ``gallery_objects``)."""
-    threshold = record.threshold_for(max(int(n_objects), 1))
+def header_calibration(
+    record: CalibrationRecord,
+    n_objects: int,
+    *,
+    threshold: float | None = None,
+    figures: Mapping[str, Any] | None = None,
+) -> tuple[float, dict[str, Any]]:
+    """``(threshold, stored dict)`` for a gallery header holding ``n_objects`` objects: ``threshold``
+    (default: the record's for that size), and the record with the size it was set for (figure
+    ``gallery_objects``) and ``figures`` (how the gallery set it) among its figures."""
+    if threshold is None:
+        threshold = record.threshold_for(max(int(n_objects), 1))
     if record.method == "object-profiles":
-        record = dataclasses.replace(record, figures={**record.figures, "gallery_objects": int(n_objects)})
-    return threshold, record.to_dict()
+        stale = ("gallery_objects", *_GALLERY_FIGURES)  # of the size the threshold was set for before
+        kept = {k: v for k, v in record.figures.items() if k not in stale}
+        record = dataclasses.replace(
+            record, figures={**kept, **dict(figures or {}), "gallery_objects": int(n_objects)}
+        )
+    return float(threshold), record.to_dict()

@@ -29,15 +29,20 @@ import numpy as np
 from lookalike.metrics.identification import decision_scores, threshold_at_fpir, threshold_for_size
 
 __all__ = [
+    "CURVE_LEVELS",
     "SIZE_GRID",
     "object_profiles",
     "simulated_scores",
+    "size_table",
     "size_thresholds",
     "threshold_for_size",
 ]
 
 #: Gallery sizes (objects) the threshold table is computed at: 1, 2, 3, 4, 6, 8, ... up to 2^20.
 SIZE_GRID: tuple[int, ...] = tuple(sorted({round(2 ** (i / 2)) for i in range(0, 41)}))
+#: The FPIR levels at which the non-mated score distribution of each size is kept (its lower part, where
+#: any useful threshold lies): 33 levels, geometric from 1e-4 to 0.5.
+CURVE_LEVELS: tuple[float, ...] = tuple(float(x) for x in np.geomspace(1e-4, 0.5, 33))
 
 
 def object_profiles(distances: np.ndarray, labels: np.ndarray, query_labels: np.ndarray) -> np.ndarray:
@@ -113,11 +118,33 @@ def size_thresholds(
     """``[(n_objects, threshold)]``: for each size, the threshold whose simulated FPIR is
     ``target_fpir``; made non-increasing in size for the nearest distance (a bigger gallery never
     deserves a looser one; the ratio's threshold rises with size, as the nearest objects crowd)."""
-    out = []
+    table, _ = size_table(
+        profiles, target_fpir, score=score, sizes=sizes, depth=depth, repeats=repeats, seed=seed
+    )
+    return table
+
+
+def size_table(
+    profiles: np.ndarray,
+    target_fpir: float,
+    *,
+    score: str,
+    sizes: Sequence[int] = SIZE_GRID,
+    depth: int = 32,
+    repeats: int = 8,
+    seed: int = 0,
+) -> tuple[list[tuple[int, float]], list[tuple[int, tuple[float, ...]]]]:
+    """``(thresholds, curves)`` from one simulation per size: the :func:`size_thresholds` table, and
+    for each size the simulated non-mated scores at the FPIR levels :data:`CURVE_LEVELS` (the score
+    at or under which that share of non-mated searches falls), which a gallery pools with its own
+    non-mated scores (:mod:`lookalike.calibration.adaptive`)."""
+    thresholds, curves = [], []
     for n in sizes:
         s = simulated_scores(profiles, int(n), score=score, depth=depth, repeats=repeats, seed=seed)
-        out.append((int(n), threshold_at_fpir(s, target_fpir)))
+        thresholds.append((int(n), threshold_at_fpir(s, target_fpir)))
+        finite = s[np.isfinite(s)]
+        curves.append((int(n), tuple(float(x) for x in np.quantile(finite, CURVE_LEVELS))))
     if score == "nearest":
-        running = np.minimum.accumulate([t for _, t in out])
-        out = [(n, float(t)) for (n, _), t in zip(out, running, strict=True)]
-    return out
+        running = np.minimum.accumulate([t for _, t in thresholds])
+        thresholds = [(n, float(t)) for (n, _), t in zip(thresholds, running, strict=True)]
+    return thresholds, curves

@@ -116,7 +116,7 @@ def run_open_set(
     decision: dict[str, Any] = {}
     if calibration is not None:
         decision = {
-            "threshold": calibration.threshold_for,
+            "threshold": calibration,
             "threshold_score": calibration.score,
             "depth": calibration.depth,
         }

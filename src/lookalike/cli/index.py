@@ -118,7 +118,12 @@ def build(
         )
         record = _record(model, threshold, rate, calibrate_on, calibrate_split, dev)
         n_objects = int(items["label"].astype(str).nunique())
-        header = gallery_header(model, index_factory=index_factory, calibration=record, n_objects=n_objects)
+        header = gallery_header(
+            model,
+            index_factory=index_factory,
+            calibration=record,
+            gallery=(emb, items["label"].astype(str).tolist()),
+        )
         with build_gallery(location, header, emb, items, overwrite=overwrite) as gallery:
             n = len(gallery)
     except _ERRORS as exc:
@@ -375,6 +380,7 @@ def _calibration_rows(
         lo, hi = record.size_range or (None, None)
         rows.append(("sizes covered (objects)", f"{lo}-{hi}"))
         rows.append(("threshold set for", f"{record.figures.get('gallery_objects')} objects"))
+        rows.append(("threshold set from", _set_from(record.figures)))
         warning = record.range_warning(n_objects)
         if warning:
             rows.append(("warning", warning))
@@ -385,9 +391,32 @@ def _calibration_rows(
             )
         elif isinstance(value, (list, tuple)):
             rows.extend((f"  {key}", v) for v in value)  # warnings
-        elif key != "gallery_objects":
+        elif key not in _SET_FROM:
             rows.append((f"  {key}", value))
     return rows
+
+
+_SET_FROM = (
+    "gallery_objects",
+    "gallery_probes",
+    "gallery_probe_objects",
+    "gallery_probed_objects",
+    "gallery_probed_items",
+    "gallery_weight",
+    "calibration_weight",
+    "gallery_scores",
+)
+
+
+def _set_from(figures: dict) -> str:
+    """How the gallery's threshold was set: the calibration alone, or pooled with its own images."""
+    if "gallery_probes" not in figures:
+        return "the calibration's threshold for the size"
+    return (
+        f"the calibration (weight {figures['calibration_weight']:g}) pooled with {figures['gallery_probes']} "
+        f"of the gallery's images searched as non-mated (from {figures['gallery_probe_objects']} objects, "
+        f"weight {figures['gallery_weight']:g}; searched at {figures.get('gallery_probed_objects')} objects)"
+    )
 
 
 def _location(out: str | None, store: str | None) -> str:

@@ -403,7 +403,7 @@ def _open_set(
         seed=seed,
         gallery_sizes=sizes,
         draws=3,
-        threshold=record.threshold_for,
+        threshold=record,
         threshold_score=record.score,
         depth=record.depth,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,7 +33,17 @@ from lookalike.evaluation.open_set import (
 )
 from lookalike.metrics.identification import SCORES
 
-__all__ = ["SizePoint", "ThresholdForSize", "distractor_counts", "distractor_sweep", "gallery_size_sweep"]
+if TYPE_CHECKING:
+    from lookalike.calibration.record import CalibrationRecord
+
+__all__ = [
+    "SizePoint",
+    "ThresholdForSize",
+    "distractor_counts",
+    "distractor_sweep",
+    "drawn_gallery_threshold",
+    "gallery_size_sweep",
+]
 
 #: A threshold as a function of the gallery's size in enrolled classes (a calibration for any size).
 ThresholdForSize = Callable[[int], float]
@@ -85,16 +95,17 @@ def gallery_size_sweep(
     targets: Sequence[float] = FPIR_TARGETS,
     scores: Sequence[str] = SCORES,
     depth: int = DEFAULT_DEPTH,
-    threshold: float | ThresholdForSize | None = None,
+    threshold: float | ThresholdForSize | CalibrationRecord | None = None,
     threshold_score: str = "nearest",
 ) -> list[SizePoint]:
     """At each size (a number of **enrolled classes**), ``draws`` galleries enrolling that many
     classes drawn at random (seeded); the other classes' images are the non-mated searches.
 
-    ``threshold``: a fixed threshold, or a function of the gallery size in classes (a calibration
-    that sets the threshold for any size), applied to ``threshold_score``: gives ``at_threshold``.
-    In :func:`distractor_sweep` the function is asked for the gallery's objects: the enrolled
-    classes plus the distractors' objects.
+    ``threshold``: a fixed threshold, a function of the gallery size in classes (a calibration
+    that sets the threshold for any size), or a calibration record (each drawn gallery sets its own
+    threshold from it and its own images, as ``lookalike index build`` does), applied to
+    ``threshold_score``: gives ``at_threshold``. In :func:`distractor_sweep` the function is asked
+    for the gallery's objects: the enrolled classes plus the distractors' objects.
     """
     classes = data.classes
     bad = [s for s in sizes if not 1 <= int(s) <= len(classes)]
@@ -110,7 +121,8 @@ def gallery_size_sweep(
     for size in sizes:
         picks = [classes[np.sort(rng.permutation(len(classes))[: int(size)])] for _ in range(draws)]
         found = [search_enrolled(data, enrolled, None, distance=distance, depth=depth) for enrolled in picks]
-        point = _point(found, int(size), 0, targets, scores, threshold, threshold_score)
+        limits = [drawn_gallery_threshold(threshold, data, e, None, int(size), distance) for e in picks]
+        point = _point(found, int(size), 0, targets, scores, limits, threshold_score)
         points.append(dataclasses.replace(point, enrolled=tuple(tuple(e.tolist()) for e in picks)))
     return points
 
@@ -136,7 +148,7 @@ def distractor_sweep(
     targets: Sequence[float] = FPIR_TARGETS,
     scores: Sequence[str] = SCORES,
     depth: int = DEFAULT_DEPTH,
-    threshold: float | ThresholdForSize | None = None,
+    threshold: float | ThresholdForSize | CalibrationRecord | None = None,
     threshold_score: str = "nearest",
 ) -> list[SizePoint]:
     """The split's classes less a held-out share (seeded, the non-mated ones) enrolled, plus the
@@ -161,7 +173,9 @@ def distractor_sweep(
         pick = order[: int(count)]
         found = search_enrolled(data, base, (distractors[pick], names[pick]), distance=distance, depth=depth)
         objects = len(base) + len(np.unique(names[pick]))  # what a gallery counts its threshold for
-        point = _point([found], len(base), int(count), targets, scores, threshold, threshold_score, objects)
+        extra = (distractors[pick], names[pick])
+        limits = [drawn_gallery_threshold(threshold, data, base, extra, objects, distance)]
+        point = _point([found], len(base), int(count), targets, scores, limits, threshold_score)
         points.append(dataclasses.replace(point, enrolled=(tuple(base.tolist()),)))
     return points
 
@@ -181,11 +195,11 @@ def _point(
     n_distractors: int,
     targets: Sequence[float],
     scores: Sequence[str],
-    threshold: float | ThresholdForSize | None,
+    thresholds: Sequence[float | None],
     threshold_score: str,
-    objects: int | None = None,
 ) -> SizePoint:
-    """``objects``: the gallery's objects (distinct labels) the threshold is set for; default ``size``."""
+    """``thresholds``: each draw's (None: no rates at a threshold)."""
+    given = None if any(t is None for t in thresholds) else [float(t) for t in thresholds]  # type: ignore[arg-type]
     return SizePoint(
         size_classes=size,
         size_images=float(np.mean([d.n_gallery for d in draws])),
@@ -194,11 +208,31 @@ def _point(
         hit_rate_at_1=float(np.nanmean([d.hit_rate_at_1 for d in draws])),
         map_at_r=float(np.nanmean([d.map_at_r for d in draws])),
         fnir_at_fpir=tuple(fnir_rows(draws, targets, scores)),
-        at_threshold=None
-        if threshold is None
-        else rates_at_threshold(draws, _threshold_at(threshold, objects or size), threshold_score),
+        at_threshold=None if given is None else rates_at_threshold(draws, given, threshold_score),
     )
 
 
-def _threshold_at(threshold: float | ThresholdForSize, size: int) -> float:
-    return float(threshold(size) if callable(threshold) else threshold)
+def drawn_gallery_threshold(
+    threshold: float | ThresholdForSize | CalibrationRecord | None,
+    data: EvalSet,
+    enrolled: np.ndarray,
+    distractors: tuple[np.ndarray, np.ndarray] | None,
+    objects: int,
+    distance: str,
+) -> float | None:
+    """The threshold a gallery of the ``enrolled`` classes' gallery images (+ ``distractors``:
+    embeddings and labels), ``objects`` objects in all, uses: ``threshold`` itself, its value for
+    that size, or (a record) the one the gallery sets from its own images."""
+    from lookalike.calibration.adaptive import fit_arrays
+    from lookalike.calibration.record import CalibrationRecord
+
+    if threshold is None:
+        return None
+    if isinstance(threshold, CalibrationRecord):
+        g = data.is_gallery & np.isin(data.labels, enrolled)
+        emb, labels = data.embeddings[g], data.labels[g].astype(str)
+        if distractors is not None and len(distractors[0]):
+            emb = np.concatenate([emb, distractors[0]])
+            labels = np.concatenate([labels, np.asarray(distractors[1]).astype(str)])
+        return fit_arrays(threshold, emb, labels, distance=distance).threshold
+    return float(threshold(objects) if callable(threshold) else threshold)

@@ -329,12 +329,18 @@ def _fnir_row(per_draw: list[tuple[np.ndarray, ...]], score: str, target: float)
     )
 
 
-def rates_at_threshold(draws: Sequence[Searches], threshold: float, score: str) -> RatesAtThreshold:
-    """FPIR / FNIR / wrong-match rate of ``score`` at ``threshold``, counts summed over ``draws``."""
-    t = float(threshold)
+def rates_at_threshold(
+    draws: Sequence[Searches], threshold: float | Sequence[float], score: str
+) -> RatesAtThreshold:
+    """FPIR / FNIR / wrong-match rate of ``score`` at ``threshold`` (one, or one per draw: the rates'
+    ``threshold`` is then their mean), counts summed over ``draws``."""
+    each = [float(threshold)] * len(draws) if np.ndim(threshold) == 0 else [float(x) for x in threshold]  # type: ignore[union-attr]
+    if len(each) != len(draws):
+        raise ValueError(f"{len(each)} thresholds for {len(draws)} draws; give one, or one per draw")
+    t = float(np.mean(each)) if each else float("nan")
     totals = np.zeros(5, dtype=np.int64)  # mated, non-mated, fp, fn, wrong
-    for draw in draws:
-        r = identification_rates(*scored(draw, score), threshold=t)
+    for draw, limit in zip(draws, each, strict=True):
+        r = identification_rates(*scored(draw, score), threshold=limit)
         totals += (r.n_mated, r.n_non_mated, r.n_false_positive, r.n_false_negative, r.n_wrong_match)
     n_m, n_n, fp, fn, wrong = (int(x) for x in totals)
     base = IdentificationRates.from_counts(t, n_mated=n_m, n_non_mated=n_n, fp=fp, fn=fn, wrong=wrong)

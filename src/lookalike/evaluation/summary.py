@@ -17,6 +17,7 @@ from lookalike.evaluation.gallery_sizes import (
     SizePoint,
     ThresholdForSize,
     distractor_sweep,
+    drawn_gallery_threshold,
     gallery_size_sweep,
 )
 from lookalike.evaluation.open_set import (
@@ -30,6 +31,7 @@ from lookalike.evaluation.open_set import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from lookalike.calibration.record import CalibrationRecord
     from lookalike.models import Embedder
 
 __all__ = [
@@ -73,20 +75,19 @@ def evaluate_open_set(
     draws: int = 3,
     distractors: np.ndarray | None = None,
     distractor_labels: Sequence[str] | None = None,
-    threshold: float | ThresholdForSize | None = None,
+    threshold: float | ThresholdForSize | CalibrationRecord | None = None,
     threshold_score: str = "nearest",
     depth: int = DEFAULT_DEPTH,
 ) -> OpenSetEvaluation:
     """The open-set report, plus the gallery-size sweep (``gallery_sizes``: enrolled classes) or
-    the distractor sweep (``distractors`` (M, D)); not both. ``threshold`` (a value, or a function
-    of the size in enrolled classes) gives the rates at it at each size."""
+    the distractor sweep (``distractors`` (M, D)); not both. ``threshold`` (a value, a function
+    of the size in enrolled classes, or a calibration record that each gallery sets its threshold
+    from) gives the rates at it at each size."""
     if gallery_sizes and distractors is not None:
         raise ValueError("give gallery sizes or distractors, not both (each defines the gallery's size)")
     common = {"distance": distance, "seed": seed, "depth": depth}
-    base = None
-    if threshold is not None:
-        n = len(open_set_classes(data.classes, non_mated_share, seed))
-        base = float(threshold(n) if callable(threshold) else threshold)
+    enrolled = open_set_classes(data.classes, non_mated_share, seed)
+    base = drawn_gallery_threshold(threshold, data, enrolled, None, len(enrolled), distance)
     report = open_set_report(
         data, non_mated_share=non_mated_share, threshold=base, threshold_score=threshold_score, **common
     )

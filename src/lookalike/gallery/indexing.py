@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,16 +153,27 @@ def gallery_header(
     threshold: float | None = None,
     calibration: dict | CalibrationRecord | None = None,
     n_objects: int | None = None,
+    gallery: tuple[np.ndarray, Sequence[str]] | None = None,
 ) -> GalleryHeader:
-    """The header of a gallery built with ``model``. ``calibration``: a record (its threshold for a
-    gallery of ``n_objects`` objects is set; ``threshold`` must then be None) or a stored dict."""
+    """The header of a gallery built with ``model``. ``calibration``: a record or a stored dict. With a
+    record, ``threshold`` must be None; the threshold is set for the gallery to be built, given as
+    ``gallery`` (its embeddings and labels: the record pooled with the gallery's own non-mated
+    searches, searched exactly, see :mod:`lookalike.calibration.adaptive`), or as its size
+    ``n_objects`` alone (the record's threshold for that size)."""
     from lookalike.calibration import CalibrationRecord, header_calibration
+    from lookalike.calibration.adaptive import fit_arrays
     from lookalike.gallery.store import GalleryHeader
 
     if isinstance(calibration, CalibrationRecord):
-        if threshold is not None or n_objects is None:
-            raise ValueError("with a calibration record give n_objects (the gallery's size) and no threshold")
-        threshold, calibration = header_calibration(calibration, n_objects)
+        if threshold is not None or (n_objects is None and gallery is None):
+            raise ValueError("with a calibration record give the gallery (or its n_objects) and no threshold")
+        if gallery is not None:
+            fit = fit_arrays(calibration, gallery[0], np.asarray(gallery[1]), distance=model.distance)
+            threshold, calibration = header_calibration(
+                calibration, fit.objects, threshold=fit.threshold, figures=fit.figures()
+            )
+        else:
+            threshold, calibration = header_calibration(calibration, int(n_objects))  # type: ignore[arg-type]
     if threshold is not None and not math.isfinite(float(threshold)):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     return GalleryHeader(
