@@ -153,7 +153,7 @@ def _calibration_rows(demo: DemoResult) -> list[tuple[str, str]]:
             f"{cal.get('calibration_objects')} characters",
         ),
         ("gallery sizes covered", "–" if not size_range else f"{size_range[0]}–{size_range[1]} objects"),
-        ("method", f"{cal.get('method')}: a threshold per gallery size"),
+        ("method", f"{cal.get('method')}: per gallery size, pooled with the gallery's own images"),
     ]
 
 

@@ -88,7 +88,7 @@ TEMPLATE = r"""{% macro case(c) -%}
 {% if d.open_set %}<p></p><table>{% for name, value in d.open_set %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>{% endfor %}</table>{% endif %}
 </div></div>
 {% if sizes %}<h2>FPIR against gallery size</h2>
-<p class="help">Test galleries enrolling more and more of the test characters (random draws); every image of the others is searched as non-mated. The threshold is set for each gallery's size from the calibration.</p>
+<p class="help">Test galleries enrolling more and more of the test characters (random draws); every image of the others is searched as non-mated. Each gallery sets its threshold as an index does: the calibration for its size, pooled with its own images searched as non-mated.</p>
 <img class="fig" src="{{ sizes }}" alt="FPIR against gallery size">{% elif d.sizes_note %}<p class="note">{{ d.sizes_note }}</p>{% endif %}
 
 {% if searches %}<h2>Searches of known characters, worst first</h2>
