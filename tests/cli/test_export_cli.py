@@ -272,3 +272,21 @@ def test_the_service_embeds_with_the_onnx_export(exported):
     assert r.exit_code == 1 and "built with another model" in r.output
     with pytest.raises(ValueError, match="give either onnx or checkpoint/backbone"):
         ServiceSettings(gallery=str(gallery), onnx=root / "model.onnx", checkpoint=ckpt)
+
+
+def test_evaluate_with_onnx_gives_the_checkpoints_figures(exported, tmp_path):
+    from lookalike.data import manifest_from_folder, split_manifest, write_manifest
+
+    root, ckpt, images, _ = exported
+    frame = split_manifest(manifest_from_folder(images), val=0.2, test=0.6, seed=0).frame
+    manifest = write_manifest(frame, tmp_path / "split.csv")
+    figures = {}
+    for name, model in (("torch", ["--checkpoint", ckpt]), ("onnx", ["--onnx", root / "model.onnx"])):
+        out = tmp_path / f"{name}.json"
+        r = invoke("evaluate", *model, "--manifest", manifest, "--out", out, "--device", "cpu")
+        assert r.exit_code == 0, r.output
+        figures[name] = json.loads(out.read_text())
+    torch_metrics, onnx_metrics = figures["torch"]["metrics"], figures["onnx"]["metrics"]
+    assert onnx_metrics.keys() == torch_metrics.keys() and "hit_rate@1" in onnx_metrics
+    for key, value in torch_metrics.items():
+        assert onnx_metrics[key] == pytest.approx(value, abs=1e-6), key

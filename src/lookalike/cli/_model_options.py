@@ -1,8 +1,10 @@
 """The model options shared by every command that embeds images: a trained ``--checkpoint`` or, in
 transfer-learning mode, a frozen pretrained ``--backbone NAME [--weights FILE] [--image-size N]
 [--pretrained]``, or an ``--onnx FILE`` from ``lookalike export`` (run by onnxruntime). Used by
-``evaluate``, ``embed``, ``calibrate``, ``index build`` and ``export`` (``--onnx``: ``embed`` and
-``index build``; ``index add``, ``search`` and ``serve`` take ``OnnxOption`` to the matcher).
+``evaluate``, ``embed``, ``calibrate``, ``index build`` and ``export`` (``--onnx``: ``evaluate``,
+``embed`` and ``index build``; ``index add``, ``search`` and ``serve`` take ``OnnxOption`` to the
+matcher; ``calibrate`` writes into a checkpoint, so an export is calibrated by ``index build
+--onnx F --target-fpir R --calibrate-on SPLIT``).
 
 In a command::
 

@@ -32,6 +32,7 @@ from lookalike.cli._model_options import (
     DeviceOption,
     ImageSizeOption,
     ModelOptions,
+    OnnxOption,
     PretrainedOption,
     WeightsOption,
 )
@@ -213,6 +214,7 @@ def evaluate(
     weights: WeightsOption = None,
     image_size: ImageSizeOption = None,
     pretrained: PretrainedOption = False,
+    onnx: OnnxOption = None,
     manifest: Path = typer.Option(..., "--manifest", help="A split manifest (from `lookalike split`)."),
     split: str = typer.Option("test", "--split", help="Which split's query/gallery rows to evaluate."),
     ks: str = typer.Option("1,10,50,1000", "--ks", help="Comma-separated cut-offs k."),
@@ -230,16 +232,16 @@ def evaluate(
     sizes_plot: SizesPlotOption = None,
     seed: SeedOption = 0,
 ) -> None:
-    """Embed a split's queries and gallery with a checkpoint, or a frozen backbone (--backbone: the
-    transfer-learning baseline), and print the retrieval metrics and the open-set identification
-    figures (FNIR at FPIR, DET; by gallery size or with distractors)."""
+    """Embed a split's queries and gallery with a checkpoint, a frozen backbone (--backbone: the
+    transfer-learning baseline) or an ONNX export (--onnx), and print the retrieval metrics and the
+    open-set identification figures (FNIR at FPIR, DET; by gallery size or with distractors)."""
     from lookalike.calibration import read_calibration
     from lookalike.data import read_manifest
     from lookalike.distances import create_distance
     from lookalike.evaluation import embed_split, split_frames
     from lookalike.evaluation.summary import embed_distractors
 
-    options = ModelOptions(checkpoint, backbone, weights, image_size, pretrained)
+    options = ModelOptions(checkpoint, backbone, weights, image_size, pretrained, onnx)
     open_set = OpenSetOptions(non_mated_share, gallery_sizes, draws, distractors, det_plot, sizes_plot, seed)
     console = Console()
     try:
