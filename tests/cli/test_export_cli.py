@@ -290,3 +290,20 @@ def test_evaluate_with_onnx_gives_the_checkpoints_figures(exported, tmp_path):
     assert onnx_metrics.keys() == torch_metrics.keys() and "hit_rate@1" in onnx_metrics
     for key, value in torch_metrics.items():
         assert onnx_metrics[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_an_onnx_gallery_is_calibrated_while_it_is_built(exported, tmp_path):
+    from lookalike.calibration import read_calibration
+    from lookalike.data import manifest_from_folder, split_manifest, write_manifest
+    from lookalike.gallery import open_gallery
+
+    root, _, images, _ = exported
+    frame = split_manifest(manifest_from_folder(images), val=0.8, test=0.0, seed=0).frame
+    manifest = write_manifest(frame, tmp_path / "split.csv")
+    r = invoke("index", "build", "--onnx", root / "model.onnx", "--images", images, "--out", tmp_path / "g",
+               "--target-fpir", 0.1, "--calibrate-on", manifest, "--calibrate-split", "val")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    with open_gallery(tmp_path / "g") as store:
+        record = read_calibration(store.header.calibration)
+        assert record.method == "object-profiles" and record.target_fpir == 0.1
+        assert record.figures["calibration_objects"] == 4 and store.header.threshold is not None
