@@ -25,7 +25,7 @@ one whose *pooled* FPIR is the target:
 A small gallery leans on the calibration (its few objects say little), a large one on itself (where
 the calibration would have to extrapolate beyond its own size). Measured in BENCHMARKS.md (issue 18):
 on three data sets this holds FPIR within [0.025, 0.09] of a 0.05 target from an eighth to three
-quarters of the test classes, where the calibration alone drifted 1.4-2.8x; ``GALLERY_WEIGHT`` was
+quarters of the test classes, where the calibration alone drifted 1.25-2.1x; ``GALLERY_WEIGHT`` was
 set on those sets (1 left Omniglot's largest galleries at 0.10).
 
 It is re-derived whenever the gallery changes (index build, add, remove). The probes are searched
