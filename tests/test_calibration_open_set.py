@@ -14,7 +14,7 @@ from lookalike.calibration import (
     read_calibration,
     write_checkpoint_calibration,
 )
-from lookalike.calibration.size_model import object_profiles, simulated_scores, size_thresholds
+from lookalike.calibration.size_model import object_profiles, simulated_scores, size_table
 from lookalike.metrics.identification import threshold_for_size
 
 
@@ -61,7 +61,7 @@ def test_nearest_score_matches_the_closed_form(n):
 def test_threshold_table_keeps_the_target_and_interpolates_in_log_size():
     rng = np.random.default_rng(3)
     profiles = np.sort(rng.uniform(0.3, 1.2, size=(40, 60)), axis=1)
-    table = size_thresholds(profiles, 0.05, score="nearest", sizes=(1, 4, 16, 64), repeats=50)
+    table, _ = size_table(profiles, 0.05, score="nearest", sizes=(1, 4, 16, 64), repeats=50)
     values = [t for _, t in table]
     assert values == sorted(values, reverse=True)  # a bigger gallery never gets a looser threshold
     for n, t in table:
@@ -75,7 +75,7 @@ def test_threshold_table_keeps_the_target_and_interpolates_in_log_size():
 def test_ratio_threshold_rises_with_size():
     rng = np.random.default_rng(4)
     profiles = np.sort(rng.uniform(0.3, 1.2, size=(40, 60)), axis=1)
-    table = size_thresholds(profiles, 0.05, score="ratio", sizes=(2, 16, 128), repeats=50)
+    table, _ = size_table(profiles, 0.05, score="ratio", sizes=(2, 16, 128), repeats=50)
     assert table[0][1] < table[1][1] < table[2][1] < 1.0
 
 

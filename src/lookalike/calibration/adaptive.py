@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lookalike.calibration.record import GALLERY_FIGURES
 from lookalike.metrics.identification import decision_scores
 
 if TYPE_CHECKING:
@@ -94,19 +95,21 @@ class GalleryFit:
     probed_items: int = 0
 
     def figures(self) -> dict[str, Any]:
-        """What the gallery header keeps beside the record: how the threshold was set, and the probe
-        scores to set it again from (empty when the gallery took no part)."""
+        """What the gallery header keeps beside the record (the keys :data:`GALLERY_FIGURES`): how the
+        threshold was set, and the probe scores to set it again from (empty when the gallery took no
+        part)."""
         if not self.scores:
             return {}
-        return {
-            "gallery_probes": self.probes,
-            "gallery_probe_objects": self.probe_objects,
-            "gallery_probed_objects": self.probed_objects,
-            "gallery_probed_items": self.probed_items,
-            "gallery_weight": round(self.gallery_weight, 6),
-            "calibration_weight": round(self.calibration_weight, 6),
-            "gallery_scores": [float(f"{x:.7g}") for x in self.scores],
-        }
+        values = (
+            self.probes,
+            self.probe_objects,
+            self.probed_objects,
+            self.probed_items,
+            round(self.gallery_weight, 6),
+            round(self.calibration_weight, 6),
+            [float(f"{x:.7g}") for x in self.scores],
+        )
+        return dict(zip(GALLERY_FIGURES, values, strict=True))
 
     @classmethod
     def stored(cls, figures: Mapping[str, Any]) -> GalleryFit | None:
@@ -141,6 +144,7 @@ def adapts(record: CalibrationRecord | None) -> bool:
         and record.method == "object-profiles"
         and record.target_fpir is not None
         and bool(record.non_mated)
+        and "calibration_objects" in record.figures
     )
 
 
@@ -210,7 +214,7 @@ def pooled_threshold(
     target = float(record.target_fpir)  # type: ignore[arg-type]
     scores = np.sort(np.asarray(probe_scores, dtype=np.float64).reshape(-1))
     scores = scores[np.isfinite(scores)]
-    w_cal = float(record.figures.get("calibration_objects") or len(record.non_mated_levels))
+    w_cal = float(record.figures["calibration_objects"])
     w_gal = GALLERY_WEIGHT * max(int(probe_objects) - 1, 0) * min(1.0, len(scores) * target / MIN_EVENTS)
     probed = int(n_objects if probed_objects is None else probed_objects)
     if n_objects < 2 or probed < 2 or len(scores) == 0 or w_gal <= 0:

@@ -25,6 +25,7 @@ from lookalike._io import atomic_path
 
 __all__ = [
     "DECISION_DEPTH",
+    "GALLERY_FIGURES",
     "METHODS",
     "RECORD_VERSION",
     "CalibrationRecord",
@@ -40,9 +41,9 @@ DECISION_DEPTH = 32
 #: ``object-profiles``: a threshold per gallery size (see the size model); ``fixed``: one threshold
 #: for every size (calibrated for a false accept rate by an older lookalike); ``given``: by hand.
 METHODS: tuple[str, ...] = ("object-profiles", "fixed", "given")
-#: Figures a gallery adds when it sets its threshold (:mod:`lookalike.calibration.adaptive`); replaced
-#: each time it is set again.
-_GALLERY_FIGURES = (
+#: The figures a gallery header keeps beside its record when the gallery took part in its threshold
+#: (:meth:`lookalike.calibration.adaptive.GalleryFit.figures`); replaced each time the threshold is set again.
+GALLERY_FIGURES: tuple[str, ...] = (
     "gallery_probes",
     "gallery_probe_objects",
     "gallery_probed_objects",
@@ -216,7 +217,7 @@ def header_calibration(
     if threshold is None:
         threshold = record.threshold_for(max(int(n_objects), 1))
     if record.method == "object-profiles":
-        stale = ("gallery_objects", *_GALLERY_FIGURES)  # of the size the threshold was set for before
+        stale = ("gallery_objects", *GALLERY_FIGURES)  # of the size the threshold was set for before
         kept = {k: v for k, v in record.figures.items() if k not in stale}
         record = dataclasses.replace(
             record, figures={**kept, **dict(figures or {}), "gallery_objects": int(n_objects)}

@@ -16,8 +16,9 @@ distance this is the per-search form of ``FPIR(n, T) = 1 - mean_s (1 - p_s(T))^n
 it is exact as well (the nearest other label is the second object); the z-norm cohort is taken as
 the other objects of the simulated top-k.
 
-:func:`size_thresholds` gives the threshold for a target FPIR on a grid of gallery sizes (in
-objects); :func:`lookalike.metrics.identification.threshold_for_size` interpolates it in log size.
+:func:`size_table` gives the threshold for a target FPIR on a grid of gallery sizes (in objects),
+and the non-mated score distribution at each; :func:`lookalike.metrics.identification.threshold_for_size`
+interpolates the threshold in log size.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ __all__ = [
     "object_profiles",
     "simulated_scores",
     "size_table",
-    "size_thresholds",
     "threshold_for_size",
 ]
 
@@ -105,25 +105,6 @@ def simulated_scores(
     return decision_scores(labels, dist, score=score)
 
 
-def size_thresholds(
-    profiles: np.ndarray,
-    target_fpir: float,
-    *,
-    score: str,
-    sizes: Sequence[int] = SIZE_GRID,
-    depth: int = 32,
-    repeats: int = 8,
-    seed: int = 0,
-) -> list[tuple[int, float]]:
-    """``[(n_objects, threshold)]``: for each size, the threshold whose simulated FPIR is
-    ``target_fpir``; made non-increasing in size for the nearest distance (a bigger gallery never
-    deserves a looser one; the ratio's threshold rises with size, as the nearest objects crowd)."""
-    table, _ = size_table(
-        profiles, target_fpir, score=score, sizes=sizes, depth=depth, repeats=repeats, seed=seed
-    )
-    return table
-
-
 def size_table(
     profiles: np.ndarray,
     target_fpir: float,
@@ -134,10 +115,13 @@ def size_table(
     repeats: int = 8,
     seed: int = 0,
 ) -> tuple[list[tuple[int, float]], list[tuple[int, tuple[float, ...]]]]:
-    """``(thresholds, curves)`` from one simulation per size: the :func:`size_thresholds` table, and
-    for each size the simulated non-mated scores at the FPIR levels :data:`CURVE_LEVELS` (the score
-    at or under which that share of non-mated searches falls), which a gallery pools with its own
-    non-mated scores (:mod:`lookalike.calibration.adaptive`)."""
+    """``(thresholds, curves)`` from one simulation per size: ``[(n_objects, threshold)]``, for each
+    size the threshold whose simulated FPIR is ``target_fpir``, made non-increasing in size for the
+    nearest distance (a bigger gallery never deserves a looser one; the ratio's threshold rises with
+    size, as the nearest objects crowd); and for each size the simulated non-mated scores at the
+    FPIR levels :data:`CURVE_LEVELS` (the score at or under which that share of non-mated searches
+    falls), which a gallery pools with its own non-mated scores
+    (:mod:`lookalike.calibration.adaptive`)."""
     thresholds, curves = [], []
     for n in sizes:
         s = simulated_scores(profiles, int(n), score=score, depth=depth, repeats=repeats, seed=seed)

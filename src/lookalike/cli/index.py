@@ -366,6 +366,7 @@ def _calibration_rows(
 ) -> list[tuple[str, Any]]:
     """The calibration worth a line each: score, target, size range, then its scalar figures."""
     from lookalike.calibration import read_calibration
+    from lookalike.calibration.record import GALLERY_FIGURES
 
     record = read_calibration(calibration, threshold=threshold)
     if record is None:
@@ -391,21 +392,9 @@ def _calibration_rows(
             )
         elif isinstance(value, (list, tuple)):
             rows.extend((f"  {key}", v) for v in value)  # warnings
-        elif key not in _SET_FROM:
+        elif key != "gallery_objects" and key not in GALLERY_FIGURES:
             rows.append((f"  {key}", value))
     return rows
-
-
-_SET_FROM = (
-    "gallery_objects",
-    "gallery_probes",
-    "gallery_probe_objects",
-    "gallery_probed_objects",
-    "gallery_probed_items",
-    "gallery_weight",
-    "calibration_weight",
-    "gallery_scores",
-)
 
 
 def _set_from(figures: dict) -> str:
